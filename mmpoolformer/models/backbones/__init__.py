@@ -1,0 +1,3 @@
+from .poolformer import PoolFormer
+
+__all__ = ['PoolFormer']

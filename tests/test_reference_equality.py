@@ -1,0 +1,79 @@
+"""Our PoolFormer equals mmpretrain's and timm's, weights converted by key.
+
+Both references are randomly initialised, then every parameter (layer scales
+and norm affines included) is set to a non-trivial value, so that an error in
+any branch of any block shows in the outputs.
+"""
+import pytest
+import torch
+
+from mmpoolformer.checkpoint import convert_to_mmpoolformer
+from mmpoolformer.models import PoolFormer
+
+from helpers import randomise_
+
+TOL = 1e-5
+X = torch.randn(2, 3, 97, 131, generator=torch.Generator().manual_seed(1))
+
+
+def stage_outputs(model, x):
+    """Raw stage outputs (before the output norms) and the returned tuple."""
+    raw = []
+    hooks = [s.register_forward_hook(lambda m, i, o: raw.append(o))
+             for s in model.stages]
+    with torch.no_grad():
+        outs = model(x)
+    for h in hooks:
+        h.remove()
+    return raw, outs
+
+
+@pytest.mark.parametrize('arch', ['s12', 'm36'])
+def test_equals_mmpretrain(arch):
+    from mmpretrain.models import PoolFormer as MMPretrainPoolFormer
+    ref = randomise_(MMPretrainPoolFormer(arch, out_indices=(0, 2, 4, 6)))
+    ref.eval()  # mmpretrain's train() override returns None
+    fmt, state_dict = convert_to_mmpoolformer(
+        {f'backbone.{k}': v for k, v in ref.state_dict().items()})
+    assert fmt == 'mmpretrain'
+    ours = PoolFormer(arch).eval()
+    ours.load_state_dict(state_dict, strict=True)
+    with torch.no_grad():
+        expected = ref(X)
+    _, outs = stage_outputs(ours, X)
+    assert len(outs) == len(expected) == 4
+    for i, (a, b) in enumerate(zip(outs, expected)):
+        assert a.shape == b.shape
+        diff = (a - b).abs().max().item()
+        print(f'mmpretrain {arch} stage {i}: max abs diff {diff:.2e}')
+        assert diff <= TOL
+
+
+@pytest.mark.parametrize('arch', ['s12', 'm36'])
+def test_equals_timm_features_only(arch):
+    import timm
+    full = randomise_(timm.create_model(f'poolformer_{arch}')).eval()
+    fmt, state_dict = convert_to_mmpoolformer(full.state_dict())
+    assert fmt == 'timm'
+    ours = PoolFormer(arch).eval()
+    missing, unexpected = ours.load_state_dict(state_dict, strict=False)
+    # timm has no output norms on the feature maps; everything else is shared
+    assert not unexpected and all(k.startswith('norm') for k in missing)
+
+    features = timm.create_model(f'poolformer_{arch}', features_only=True).eval()
+    # features_only flattens ``stages.i`` into ``stages_i``
+    features.load_state_dict({k.replace('stages.', 'stages_'): v
+                              for k, v in full.state_dict().items()
+                              if not k.startswith('head.')})
+    with torch.no_grad():
+        expected = features(X)
+    raw, outs = stage_outputs(ours, X)
+    assert len(expected) == 4
+    for i, (a, b) in enumerate(zip(raw, expected)):
+        diff = (a - b).abs().max().item()
+        print(f'timm {arch} stage {i}: max abs diff {diff:.2e}')
+        assert a.shape == b.shape and diff <= TOL
+        # the returned tensor is that stage map through its output norm
+        with torch.no_grad():
+            normed = getattr(ours, f'norm{i}')(b)
+        assert (outs[i] - normed).abs().max().item() <= TOL

@@ -1,0 +1,109 @@
+"""Our backbone builds from mmdet, mmseg and mmpretrain configs."""
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+from mmengine.config import Config
+from mmengine.registry import init_default_scope
+
+import mmpoolformer
+from mmpoolformer.models import PoolFormer
+
+from helpers import TINY
+
+BACKBONE = dict(type='mmpoolformer.PoolFormer', arch=TINY)
+CHANNELS = TINY['embed_dims']
+
+DET_MODEL = dict(
+    type='RetinaNet',
+    data_preprocessor=dict(type='DetDataPreprocessor', mean=[0., 0., 0.],
+                           std=[1., 1., 1.], pad_size_divisor=32),
+    backbone=BACKBONE,
+    neck=dict(type='FPN', in_channels=CHANNELS, out_channels=16,
+              start_level=1, add_extra_convs='on_input', num_outs=5),
+    bbox_head=dict(
+        type='RetinaHead', num_classes=3, in_channels=16, feat_channels=16,
+        stacked_convs=1,
+        anchor_generator=dict(type='AnchorGenerator', octave_base_scale=4,
+                              scales_per_octave=3, ratios=[0.5, 1.0, 2.0],
+                              strides=[8, 16, 32, 64, 128]),
+        bbox_coder=dict(type='DeltaXYWHBBoxCoder', target_means=[.0] * 4,
+                        target_stds=[1.0] * 4),
+        loss_cls=dict(type='FocalLoss', use_sigmoid=True, gamma=2.0,
+                      alpha=0.25, loss_weight=1.0),
+        loss_bbox=dict(type='L1Loss', loss_weight=1.0)))
+SEG_MODEL = dict(
+    type='EncoderDecoder',
+    data_preprocessor=dict(type='SegDataPreProcessor', size=(64, 64)),
+    backbone=BACKBONE,
+    neck=dict(type='FPN', in_channels=CHANNELS, out_channels=16, num_outs=4),
+    decode_head=dict(type='FPNHead', in_channels=[16] * 4, in_index=[0, 1, 2, 3],
+                     feature_strides=[4, 8, 16, 32], channels=8, num_classes=5,
+                     loss_decode=dict(type='CrossEntropyLoss')))
+CLS_MODEL = dict(
+    type='ImageClassifier',
+    backbone=dict(BACKBONE, out_indices=(3, )),
+    neck=dict(type='GlobalAveragePooling'),
+    head=dict(type='LinearClsHead', num_classes=5, in_channels=CHANNELS[-1]))
+
+
+def build_in_scope(scope, model_cfg, tmp_path):
+    """Write a config file as a user would, load it and build its model."""
+    path = tmp_path / f'{scope}_cfg.py'
+    path.write_text(f'default_scope = {scope!r}\nmodel = {model_cfg!r}\n')
+    cfg = Config.fromfile(str(path))
+    init_default_scope(cfg.default_scope)
+    registry = __import__(f'{scope}.registry', fromlist=['MODELS']).MODELS
+    return registry.build(cfg.model)
+
+
+@pytest.mark.parametrize('scope, model_cfg', [
+    ('mmdet', DET_MODEL), ('mmseg', SEG_MODEL), ('mmpretrain', CLS_MODEL)])
+def test_prefixed_name_builds_in_each_scope(scope, model_cfg, tmp_path):
+    model = build_in_scope(scope, model_cfg, tmp_path).eval()
+    assert type(model.backbone) is PoolFormer
+    with torch.no_grad():
+        out = model(torch.randn(1, 3, 64, 64), mode='tensor')
+    flat = out if isinstance(out, torch.Tensor) else out[0]
+    flat = flat if isinstance(flat, torch.Tensor) else flat[0]
+    assert torch.isfinite(flat).all()
+
+
+def test_mmpretrain_poolformer_is_not_replaced():
+    from mmpretrain.models import PoolFormer as MMPretrainPoolFormer
+    from mmpretrain.registry import MODELS as MMPRETRAIN_MODELS
+    init_default_scope('mmpretrain')
+    assert MMPRETRAIN_MODELS.get('PoolFormer') is MMPretrainPoolFormer
+    assert MMPRETRAIN_MODELS.get('mmpoolformer.PoolFormer') is PoolFormer
+    assert mmpoolformer.MODELS.get('PoolFormer') is PoolFormer
+
+
+def test_custom_imports_make_plain_names_resolve(tmp_path):
+    """In a fresh interpreter: the config's custom_imports alone register us."""
+    for scope, model_cfg in (('mmdet', DET_MODEL), ('mmseg', SEG_MODEL)):
+        model_cfg = dict(model_cfg, backbone=dict(BACKBONE, type='PoolFormer'))
+        (tmp_path / f'{scope}.py').write_text(
+            f'default_scope = {scope!r}\n'
+            "custom_imports = dict(imports=['mmpoolformer'], "
+            'allow_failed_imports=False)\n'
+            f'model = {model_cfg!r}\n')
+    script = textwrap.dedent(f'''
+        import importlib, sys
+        from mmengine.config import Config
+        from mmengine.registry import init_default_scope
+        assert 'mmpoolformer' not in sys.modules
+        for scope in ('mmdet', 'mmseg'):
+            cfg = Config.fromfile({str(tmp_path)!r} + f'/{{scope}}.py')
+            init_default_scope(scope)
+            registry = importlib.import_module(scope + '.registry').MODELS
+            model = registry.build(cfg.model)
+            print(scope, type(model.backbone).__module__)
+    ''')
+    result = subprocess.run([sys.executable, '-c', script], capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = result.stdout.strip().splitlines()
+    assert lines == ['mmdet mmpoolformer.models.backbones.poolformer',
+                     'mmseg mmpoolformer.models.backbones.poolformer']
