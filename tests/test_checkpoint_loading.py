@@ -26,10 +26,11 @@ def official_layout(mmpretrain_state):
     return out
 
 
-def load(tmp_path, checkpoint, arch='s12', **init):
+def load(tmp_path, checkpoint, arch='s12', out_indices=(0, 1, 2, 3), **init):
     path = tmp_path / 'ckpt.pth'
     torch.save(checkpoint, path)
-    model = PoolFormer(arch, init_cfg=dict(type='Pretrained', checkpoint=str(path), **init))
+    model = PoolFormer(arch, out_indices=out_indices,
+                       init_cfg=dict(type='Pretrained', checkpoint=str(path), **init))
     model.init_weights()
     return model
 
@@ -53,6 +54,14 @@ def test_official_checkpoint(tmp_path, mmpretrain_s12):
     torch.testing.assert_close(model.stages[0].blocks[1].layer_scale2.scale,
                                state['network.0.1.layer_scale_2'])
     torch.testing.assert_close(model.stem.conv.weight, state['patch_embed.proj.weight'])
+
+
+def test_output_norms_of_unreturned_stages_are_skipped(tmp_path, mmpretrain_s12):
+    state = official_layout(mmpretrain_s12.state_dict())
+    model = load(tmp_path, state, out_indices=(1, 2))
+    assert not hasattr(model, 'norm3')
+    torch.testing.assert_close(model.stages[3].blocks[1].mlp.fc1.weight,
+                               state['network.6.1.mlp.fc1.weight'])
 
 
 def test_timm_and_own_checkpoints(tmp_path):

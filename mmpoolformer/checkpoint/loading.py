@@ -30,13 +30,19 @@ def load_backbone_checkpoint(model: nn.Module,
     if prefix:
         state_dict = strip_prefix(state_dict, prefix)
     fmt, converted = convert_to_mmpoolformer(state_dict)
+    own = model.state_dict()
+    # output norms of stages this model does not return have no home
+    unused = [k for k in output_norm_keys(list(converted)) if k not in own]
+    converted = {k: v for k, v in converted.items() if k not in unused}
     check_compatible(model, converted, fmt, filename)
     model.load_state_dict(converted, strict=False)
-    fresh = sorted(set(output_norm_keys(list(model.state_dict()))) - set(converted))
+    fresh = sorted(set(output_norm_keys(list(own))) - set(converted))
     print_log(
         f'Loaded {len(converted)} tensors of {fmt}-format checkpoint '
         f'{filename}' + (f'; output norms left as initialised: {fresh}'
-                         if fresh else ''), logger=logger)
+                         if fresh else '') +
+        (f'; skipped output norms of stages not returned: {unused}'
+         if unused else ''), logger=logger)
     return fmt
 
 

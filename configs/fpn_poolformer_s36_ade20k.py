@@ -1,0 +1,7 @@
+_base_ = './fpn_poolformer_s12_ade20k.py'
+checkpoint_file = 'https://github.com/sail-sg/poolformer/releases/download/v1.0/poolformer_s36.pth.tar'  # noqa
+
+model = dict(
+    backbone=dict(
+        arch='s36',
+        init_cfg=dict(checkpoint=checkpoint_file)))

@@ -1,0 +1,4 @@
+_base_ = './poolformer_s12_in1k.py'
+checkpoint_file = 'https://github.com/sail-sg/poolformer/releases/download/v1.0/poolformer_s24.pth.tar'  # noqa
+
+model = dict(backbone=dict(arch='s24', drop_path_rate=0.1))

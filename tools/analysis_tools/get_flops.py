@@ -1,0 +1,130 @@
+"""Parameters and FLOPs of a config's model, its backbone and backbone+neck.
+
+    python tools/analysis_tools/get_flops.py CONFIG [--shape H W] \
+        [--cfg-options key=value ...]
+
+Counted on one random 1x3xHxW image with mmengine's FlopAnalyzer (fvcore's
+rules): "FLOPs" are multiply-accumulates, as in the PoolFormer paper's
+"MACs" (sail-sg/poolformer misc/mac_count_with_fvcore.py), and ops without a
+rule (the pooling mixer, GELU, additions) count zero. Rows:
+
+* backbone: ``model.backbone(x)``;
+* backbone+neck: ``model.extract_feat(x)`` (FPN for detectors and
+  segmentors, global pooling for classifiers);
+* whole model: ``model(x, mode='tensor')``, the network without
+  post-processing: raw head outputs of RetinaNet, logits at 1/4 resolution of
+  a segmentor, class scores of a classifier. For two-stage detectors it runs
+  the RPN and the RoI heads on the RPN's proposals, so it depends on how many
+  proposals survive (random weights here).
+
+The backbone's ``init_cfg`` is set to None: nothing is downloaded and the
+weights are left as built, which does not change the counts.
+"""
+import argparse
+import importlib
+import os.path as osp
+import sys
+
+import torch
+import torch.nn as nn
+from mmengine.analysis import FlopAnalyzer, parameter_count
+from mmengine.config import Config, DictAction
+from mmengine.model import revert_sync_batchnorm
+from mmengine.registry import init_default_scope
+
+
+class _Call(nn.Module):
+    """Expose ``fn(x)`` as a module's forward, for tracing."""
+
+    def __init__(self, model: nn.Module, fn):
+        super().__init__()
+        self.model = model
+        self.fn = fn
+
+    def forward(self, x):
+        return self.fn(x)
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        description='Params and FLOPs (MACs) of a model, its backbone and '
+        'backbone+neck')
+    parser.add_argument('config', help='config file')
+    parser.add_argument(
+        '--shape', type=int, nargs='+', default=None,
+        help='input H W (or one size for both); default 224 224 for '
+        'classifiers, 512 512 otherwise')
+    parser.add_argument(
+        '--cfg-options', nargs='+', action=DictAction,
+        help='override settings of the config, key=value pairs')
+    return parser.parse_args(argv)
+
+
+def build_model(cfg: Config) -> nn.Module:
+    """Build ``cfg.model`` in the registry of the config's default scope."""
+    scope = cfg.get('default_scope', 'mmengine')
+    init_default_scope(scope)
+    if cfg.model.get('backbone') is not None:
+        cfg.model.backbone.init_cfg = None  # no download
+    models = importlib.import_module(f'{scope}.registry').MODELS
+    model = revert_sync_batchnorm(models.build(cfg.model))
+    return model.eval()
+
+
+def data_samples_for(model: nn.Module, shape):
+    """Image meta-data that a detector's tensor mode reads (RPN proposals)."""
+    if type(model).__module__.split('.')[0] != 'mmdet':
+        return None
+    from mmdet.structures import DetDataSample
+    meta = dict(img_shape=shape, ori_shape=shape, pad_shape=shape,
+                batch_input_shape=shape, scale_factor=(1., 1.))
+    return [DetDataSample(metainfo=meta)]
+
+
+def count(module: nn.Module, params_of, fn, x) -> dict:
+    analyzer = FlopAnalyzer(_Call(module, fn), (x, ))
+    analyzer.unsupported_ops_warnings(False)
+    analyzer.uncalled_modules_warnings(False)
+    return dict(params=sum(parameter_count(m)[''] for m in params_of),
+                flops=analyzer.total())
+
+
+def get_flops(cfg: Config, shape) -> dict:
+    """{row name: dict(params=..., flops=...)} for ``cfg``'s model."""
+    model = build_model(cfg)
+    x = torch.rand(1, 3, *shape)
+    samples = data_samples_for(model, tuple(shape))
+    rows = {'backbone': count(model, [model.backbone], model.backbone, x)}
+    if getattr(model, 'neck', None) is not None:
+        rows['backbone+neck'] = count(model, [model.backbone, model.neck],
+                                      model.extract_feat, x)
+    rows['whole model'] = count(
+        model, [model],
+        lambda t: model(t, samples, mode='tensor'), x)
+    return rows
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    cfg = Config.fromfile(args.config)
+    if args.cfg_options:
+        cfg.merge_from_dict(args.cfg_options)
+    shape = args.shape or ([224] if cfg.get('default_scope') == 'mmpretrain'
+                           else [512])
+    if len(shape) == 1:
+        shape = shape * 2
+    if len(shape) != 2:
+        sys.exit(f'--shape takes H W or one size, got {shape}')
+    with torch.no_grad():
+        rows = get_flops(cfg, shape)
+    print(f'{osp.basename(args.config)}: input 1x3x{shape[0]}x{shape[1]}, '
+          'FLOPs = multiply-accumulates (fvcore)')
+    print(f'{"part":<16}{"params (M)":>12}{"FLOPs (G)":>12}')
+    for name, row in rows.items():
+        print(f'{name:<16}{row["params"] / 1e6:>12.2f}'
+              f'{row["flops"] / 1e9:>12.2f}')
+    return rows
+
+
+if __name__ == '__main__':
+    main()
