@@ -77,3 +77,30 @@ def test_equals_timm_features_only(arch):
         with torch.no_grad():
             normed = getattr(ours, f'norm{i}')(b)
         assert (outs[i] - normed).abs().max().item() <= TOL
+
+
+@pytest.mark.parametrize('timm_name, arch_cls, arch', [
+    ('poolformerv2_s12', 'PoolFormerV2', 's12'),
+    ('convformer_s18', 'ConvFormer', 's18'),
+    ('caformer_s18', 'CAFormer', 's18'),
+])
+def test_baselines_equal_timm_features_only(timm_name, arch_cls, arch):
+    import timm
+    from mmpoolformer import models
+    full = randomise_(timm.create_model(timm_name)).eval()
+    fmt, state_dict = convert_to_mmpoolformer(full.state_dict())
+    assert fmt == 'timm'
+    ours = getattr(models, arch_cls)(arch).eval()
+    missing, unexpected = ours.load_state_dict(state_dict, strict=False)
+    assert not unexpected and all(k.startswith('norm') for k in missing)
+    features = timm.create_model(timm_name, features_only=True).eval()
+    features.load_state_dict({k.replace('stages.', 'stages_'): v
+                              for k, v in full.state_dict().items()
+                              if not k.startswith('head.')})
+    with torch.no_grad():
+        expected = features(X)
+    raw, _ = stage_outputs(ours, X)
+    for i, (a, b) in enumerate(zip(raw, expected)):
+        diff = (a - b).abs().max().item()
+        print(f'timm {timm_name} stage {i}: max abs diff {diff:.2e}')
+        assert a.shape == b.shape and diff <= TOL

@@ -1,3 +1,9 @@
+from .metaformer import MetaFormer
+from .metaformer_baselines import (CAFormer, ConvFormer, IdentityFormer,
+                                   PoolFormerV2, RandFormer)
 from .poolformer import PoolFormer
 
-__all__ = ['PoolFormer']
+__all__ = [
+    'MetaFormer', 'PoolFormer', 'PoolFormerV2', 'IdentityFormer', 'RandFormer',
+    'ConvFormer', 'CAFormer'
+]

@@ -1,0 +1,596 @@
+"""MetaFormer: one backbone for PoolFormer and the MetaFormer baselines.
+
+A MetaFormer block is ``x = res_scale1 * x + ls1 * mixer(norm1(x))`` then
+``x = res_scale2 * x + ls2 * mlp(norm2(x))``; a model is a stem, four stages
+(downsampling + blocks) and, here, one output norm per returned stage.
+Everything that distinguishes PoolFormer (v1, v2), IdentityFormer,
+RandFormer, ConvFormer, CAFormer and the ablations of the PoolFormer paper is
+configuration: the token mixer, the norms, the MLP activation and bias, the
+layer / residual scales, per stage. Presets are data (``arch_zoo``); the
+registered subclasses only name them.
+
+Module names follow timm's ``metaformer.py`` so that its checkpoints map by
+name; :mod:`mmpoolformer.checkpoint.convert` maps the other layouts.
+"""
+import copy
+from typing import Dict, Optional, Sequence, Tuple, Union
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+import torch.utils.checkpoint as cp
+from mmcv.cnn import build_activation_layer, build_norm_layer
+from mmcv.cnn.bricks import DropPath
+from mmengine.model import BaseModule
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from mmpoolformer.registry import MODELS
+
+NUM_STAGES = 4
+
+
+# ----------------------------------------------------------------- norms
+class GroupNorm1(nn.GroupNorm):
+    """GroupNorm with one group: normalises over (C, H, W), the PoolFormer
+    paper's "modified layer norm"."""
+
+    def __init__(self, channels: int, eps: float = 1e-5, bias: bool = True):
+        super().__init__(1, channels, eps=eps)
+        if not bias:
+            self.bias = None
+
+
+class LayerNorm2d(nn.LayerNorm):
+    """LayerNorm over the channels of an NCHW map."""
+
+    def __init__(self, channels: int, eps: float = 1e-6, bias: bool = True):
+        super().__init__(channels, eps=eps, bias=bias)
+
+    def forward(self, x):
+        x = F.layer_norm(x.permute(0, 2, 3, 1), self.normalized_shape,
+                         self.weight, self.bias, self.eps)
+        return x.permute(0, 3, 1, 2)
+
+
+class TokenLayerNorm(nn.LayerNorm):
+    """LayerNorm over the channels of (B, N, C) tokens (attention stages)."""
+
+    def __init__(self, channels: int, eps: float = 1e-6, bias: bool = True):
+        super().__init__(channels, eps=eps, bias=bias)
+
+
+NORMS = dict(GroupNorm1=GroupNorm1, LayerNorm2d=LayerNorm2d,
+             TokenLayerNorm=TokenLayerNorm)
+
+
+def build_norm(cfg: Optional[dict], channels: int) -> nn.Module:
+    """``dict(type='GroupNorm1' | 'LayerNorm2d' | 'TokenLayerNorm' |
+    'BatchNorm2d', eps=..., bias=...)``, any mmcv norm of NCHW maps
+    (``'BN'``, ``'SyncBN'``, ``'GN'``), or None for no norm."""
+    if cfg is None:
+        return nn.Identity()
+    cfg = dict(cfg)
+    if cfg['type'] not in NORMS:
+        return build_norm_layer(cfg, channels)[1]
+    return NORMS[cfg.pop('type')](channels, **cfg)
+
+
+# ------------------------------------------------------------ activation
+class StarReLU(nn.Module):
+    """``s * relu(x) ** 2 + b`` with learnable scalars s and b."""
+
+    def __init__(self, scale_value: float = 1.0, bias_value: float = 0.0):
+        super().__init__()
+        self.scale = nn.Parameter(torch.full((1, ), scale_value))
+        self.bias = nn.Parameter(torch.full((1, ), bias_value))
+
+    def forward(self, x):
+        return self.scale * F.relu(x)**2 + self.bias
+
+
+def build_act(cfg: dict) -> nn.Module:
+    if cfg['type'] == 'StarReLU':
+        cfg = dict(cfg)
+        cfg.pop('type')
+        return StarReLU(**cfg)
+    return build_activation_layer(cfg)
+
+
+# ----------------------------------------------------------- token mixers
+class Pooling(nn.Module):
+    """PoolFormer's mixer ``avgpool(x) - x``; border windows average only
+    real tokens (``count_include_pad=False``)."""
+
+    def __init__(self, dim: int, pool_size: int = 3):
+        super().__init__()
+        if pool_size % 2 != 1:
+            raise ValueError(
+                f'pool_size must be odd to keep the spatial size, got '
+                f'{pool_size}; use 3, 5, 7 or 9.')
+        self.pool = nn.AvgPool2d(pool_size, stride=1, padding=pool_size // 2,
+                                 count_include_pad=False)
+
+    def forward(self, x):
+        return self.pool(x) - x
+
+
+class IdentityMixer(nn.Identity):
+    """IdentityFormer's mixer: no token mixing at all."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+
+
+def resample_token_matrix(matrix: torch.Tensor, size: Tuple[int, int],
+                          base: Tuple[int, int]) -> torch.Tensor:
+    """Resample an (N0, N0) token-to-token matrix on a ``base`` grid to the
+    (N, N) matrix of a ``size`` grid by bilinear interpolation over both the
+    output and the input grid."""
+    if tuple(size) == tuple(base):
+        return matrix
+    (h0, w0), (h, w) = base, size
+    m = matrix.reshape(h0 * w0, 1, h0, w0)  # over the input grid
+    m = F.interpolate(m, size=(h, w), mode='bilinear', align_corners=False)
+    m = m.reshape(h0, w0, h * w).permute(2, 0, 1).unsqueeze(1)
+    m = F.interpolate(m, size=(h, w), mode='bilinear', align_corners=False)
+    return m.reshape(h * w, h * w).t()
+
+
+class RandomMixing(nn.Module):
+    """RandFormer's mixer: a frozen random row-stochastic token matrix.
+
+    The paper draws it for a fixed token count (a square grid of
+    ``num_tokens``). At any other input size, as in every detection and
+    segmentation input, the matrix is resampled bilinearly to the actual
+    grid and its rows are renormalised to sum to one, so a token still
+    averages the tokens at the same relative positions.
+    """
+
+    def __init__(self, dim: int, num_tokens: int = 196):
+        super().__init__()
+        side = int(round(num_tokens**0.5))
+        if side * side != num_tokens:
+            raise ValueError(f'num_tokens must be a square number (a square '
+                             f'grid), got {num_tokens}.')
+        self.base = (side, side)
+        self.random_matrix = nn.Parameter(
+            torch.softmax(torch.rand(num_tokens, num_tokens), dim=-1),
+            requires_grad=False)
+
+    def forward(self, x):
+        B, C, H, W = x.shape
+        matrix = resample_token_matrix(self.random_matrix, (H, W), self.base)
+        if (H, W) != self.base:
+            matrix = matrix / matrix.sum(-1, keepdim=True)
+        x = torch.einsum('mn,bcn->bcm', matrix, x.reshape(B, C, H * W))
+        return x.reshape(B, C, H, W)
+
+
+class SpatialFC(nn.Module):
+    """Ablation mixer of the PoolFormer paper: a learnable fully connected
+    layer across the tokens of a ``num_tokens`` square grid (ResMLP-style).
+    At other grids its weight is resampled like :class:`RandomMixing`'s."""
+
+    def __init__(self, dim: int, num_tokens: int = 196):
+        super().__init__()
+        side = int(round(num_tokens**0.5))
+        if side * side != num_tokens:
+            raise ValueError(f'num_tokens must be a square number (a square '
+                             f'grid), got {num_tokens}.')
+        self.base = (side, side)
+        self.weight = nn.Parameter(torch.eye(num_tokens) +
+                                   0.02 * torch.randn(num_tokens, num_tokens))
+        self.bias = nn.Parameter(torch.zeros(num_tokens))
+
+    def forward(self, x):
+        B, C, H, W = x.shape
+        weight = resample_token_matrix(self.weight, (H, W), self.base)
+        bias = self.bias
+        if (H, W) != self.base:
+            weight = weight * (self.base[0] * self.base[1]) / (H * W)
+            bias = F.interpolate(bias.reshape(1, 1, *self.base), (H, W),
+                                 mode='bilinear', align_corners=False).flatten()
+        x = torch.einsum('mn,bcn->bcm', weight, x.reshape(B, C, H * W)) + bias
+        return x.reshape(B, C, H, W)
+
+
+class SepConv(nn.Module):
+    """ConvFormer's mixer: 1x1 expand, StarReLU, depthwise 7x7, 1x1 project
+    (MobileNetV2's inverted separable convolution)."""
+
+    def __init__(self, dim: int, expansion_ratio: float = 2,
+                 kernel_size: int = 7, bias: bool = False):
+        super().__init__()
+        mid = int(expansion_ratio * dim)
+        self.pwconv1 = nn.Conv2d(dim, mid, 1, bias=bias)
+        self.act1 = StarReLU()
+        self.dwconv = nn.Conv2d(mid, mid, kernel_size, padding=kernel_size // 2,
+                                groups=mid, bias=bias)
+        self.pwconv2 = nn.Conv2d(mid, dim, 1, bias=bias)
+
+    def forward(self, x):
+        return self.pwconv2(self.dwconv(self.act1(self.pwconv1(x))))
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention, heads of ``head_dim`` channels, on (B, N, C)
+    tokens (CAFormer's stages) or on NCHW maps (the PoolFormer paper's hybrid
+    stages, which keep GroupNorm)."""
+
+    def __init__(self, dim: int, head_dim: int = 32, qkv_bias: bool = False,
+                 proj_bias: bool = False, attn_drop: float = 0.):
+        super().__init__()
+        self.head_dim = head_dim
+        self.num_heads = max(dim // head_dim, 1)
+        inner = self.num_heads * head_dim
+        self.qkv = nn.Linear(dim, inner * 3, bias=qkv_bias)
+        self.proj = nn.Linear(inner, dim, bias=proj_bias)
+        self.attn_drop = attn_drop
+
+    def forward(self, x):
+        if x.dim() == 4:
+            B, C, H, W = x.shape
+            x = self.forward(x.flatten(2).transpose(1, 2))
+            return x.transpose(1, 2).reshape(B, C, H, W)
+        B, N, _ = x.shape
+        q, k, v = self.qkv(x).reshape(B, N, 3, self.num_heads,
+                                      self.head_dim).permute(2, 0, 3, 1, 4)
+        x = F.scaled_dot_product_attention(
+            q, k, v, dropout_p=self.attn_drop if self.training else 0.)
+        return self.proj(x.transpose(1, 2).reshape(B, N, -1))
+
+
+class Affine(nn.Module):
+    """RIFormer's training-time mixer ``affine(x) - x`` (depthwise 1x1)."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.affine = nn.Conv2d(dim, dim, 1, groups=dim, bias=True)
+
+    def forward(self, x):
+        return self.affine(x) - x
+
+
+TOKEN_MIXERS = dict(Pooling=Pooling, Identity=IdentityMixer,
+                    RandomMixing=RandomMixing, SpatialFC=SpatialFC,
+                    SepConv=SepConv, Attention=Attention, Affine=Affine)
+
+
+def build_token_mixer(cfg: dict, dim: int) -> nn.Module:
+    cfg = dict(cfg)
+    mixer_type = cfg.pop('type')
+    if mixer_type not in TOKEN_MIXERS:
+        raise ValueError(f'Unknown token mixer {mixer_type!r}; choose one of '
+                         f'{sorted(TOKEN_MIXERS)}.')
+    return TOKEN_MIXERS[mixer_type](dim, **cfg)
+
+
+# ------------------------------------------------------------ the network
+class Scale(nn.Module):
+    """Learnable per-channel scale (layer scale or residual scale)."""
+
+    def __init__(self, dim: int, init_value: float, tokens_last: bool = False):
+        super().__init__()
+        self.shape = (dim, ) if tokens_last else (dim, 1, 1)
+        self.scale = nn.Parameter(torch.full((dim, ), float(init_value)))
+
+    def forward(self, x):
+        return x * self.scale.view(self.shape)
+
+
+class Mlp(nn.Module):
+    """Channel MLP: 1x1 convolutions on maps, Linear layers on tokens."""
+
+    def __init__(self, dim: int, hidden: int, act_cfg: dict, bias: bool,
+                 drop: float = 0., tokens_last: bool = False):
+        super().__init__()
+        make = (lambda i, o: nn.Linear(i, o, bias=bias)) if tokens_last else \
+            (lambda i, o: nn.Conv2d(i, o, 1, bias=bias))
+        self.fc1 = make(dim, hidden)
+        self.act = build_act(act_cfg)
+        self.fc2 = make(hidden, dim)
+        self.drop = nn.Dropout(drop)
+
+    def forward(self, x):
+        return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
+
+
+class MetaFormerBlock(nn.Module):
+    """norm -> token mixer -> (layer scale) residual, norm -> MLP -> residual."""
+
+    def __init__(self, dim: int, token_mixer: dict, norm_cfg: dict,
+                 mlp_ratio: float, mlp_act_cfg: dict, mlp_bias: bool,
+                 drop_rate: float = 0., drop_path_rate: float = 0.,
+                 layer_scale_init_value: Optional[float] = None,
+                 res_scale_init_value: Optional[float] = None,
+                 tokens_last: bool = False):
+        super().__init__()
+
+        def scale(value):
+            return (nn.Identity() if value is None else
+                    Scale(dim, value, tokens_last))
+
+        self.norm1 = build_norm(norm_cfg, dim)
+        self.token_mixer = build_token_mixer(token_mixer, dim)
+        self.layer_scale1 = scale(layer_scale_init_value)
+        self.res_scale1 = scale(res_scale_init_value)
+        self.norm2 = build_norm(norm_cfg, dim)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio), mlp_act_cfg, mlp_bias,
+                       drop_rate, tokens_last)
+        self.layer_scale2 = scale(layer_scale_init_value)
+        self.res_scale2 = scale(res_scale_init_value)
+        self.drop_path = (DropPath(drop_path_rate)
+                          if drop_path_rate > 0 else nn.Identity())
+
+    def forward(self, x):
+        x = self.res_scale1(x) + self.drop_path(
+            self.layer_scale1(self.token_mixer(self.norm1(x))))
+        x = self.res_scale2(x) + self.drop_path(
+            self.layer_scale2(self.mlp(self.norm2(x))))
+        return x
+
+
+class Downsampling(nn.Module):
+    """(norm ->) conv: the stem (7x7/4, norm after) and the 3x3/2
+    downsampling that opens stages 2-4 (norm before)."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int,
+                 stride: int, padding: int, norm_cfg: Optional[dict] = None,
+                 norm_first: bool = True):
+        super().__init__()
+        self.norm_first = norm_first
+        self.norm = build_norm(norm_cfg, in_channels if norm_first
+                               else out_channels)
+        self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride,
+                              padding)
+
+    def forward(self, x):
+        if self.norm_first:
+            return self.conv(self.norm(x))
+        return self.norm(self.conv(x))
+
+
+class MetaFormerStage(nn.Module):
+    """Optional downsampling, then blocks; attention stages run on tokens."""
+
+    def __init__(self, downsample: Optional[nn.Module], blocks, tokens_last: bool):
+        super().__init__()
+        self.downsample = downsample if downsample is not None else nn.Identity()
+        self.blocks = nn.Sequential(*blocks)
+        self.tokens_last = tokens_last
+
+    def forward(self, x, with_cp: bool = False):
+        x = self.downsample(x)
+        B, C, H, W = x.shape
+        if self.tokens_last:
+            x = x.flatten(2).transpose(1, 2)
+        for block in self.blocks:
+            x = cp.checkpoint(block, x, use_reentrant=False) if with_cp \
+                else block(x)
+        if self.tokens_last:
+            x = x.transpose(1, 2).reshape(B, C, H, W)
+        return x
+
+
+def _per_stage(value, name):
+    if isinstance(value, (list, tuple)):
+        if len(value) != NUM_STAGES:
+            raise ValueError(f'arch["{name}"] must have {NUM_STAGES} entries, '
+                             f'got {value}.')
+        return list(value)
+    return [value] * NUM_STAGES
+
+
+@MODELS.register_module()
+class MetaFormer(BaseModule):
+    """MetaFormer backbone emitting stride 4/8/16/32 feature maps.
+
+    Args:
+        arch (str | dict): A preset of ``arch_zoo`` or a dict with
+            ``depths`` and ``embed_dims`` (4 entries each) and optionally
+            ``token_mixers`` (a mixer config or one per stage, e.g.
+            ``dict(type='Pooling', pool_size=3)``), ``norm_cfg`` (one or per
+            stage), ``mlp_ratios``, ``mlp_act_cfg``, ``mlp_bias``,
+            ``stem_norm_cfg``, ``downsample_norm_cfg``, ``out_norm_cfg``,
+            ``layer_scale_init_values`` and ``res_scale_init_values`` (one or
+            per stage; None disables the scale).
+        in_channels (int): Channels of the input image. Defaults to 3.
+        drop_rate (float): Dropout in the channel MLP. Defaults to 0.
+        drop_path_rate (float): Stochastic depth of the last block; it rises
+            linearly from 0 over all blocks. Defaults to 0.
+        out_indices (int | Sequence[int]): Stages (0-3, negative allowed)
+            whose normalised outputs are returned. Defaults to all four.
+        frozen_stages (int): -1 freezes nothing, 0 the stem, ``k`` the stem,
+            stages ``< k`` and their output norms. Defaults to -1.
+        norm_eval (bool): Keep BatchNorm layers in eval mode while training.
+        with_cp (bool): Recompute each block in backward to save memory.
+        init_cfg (dict | list[dict], optional): ``dict(type='Pretrained',
+            checkpoint=..., prefix=...)`` loads any layout that
+            :mod:`mmpoolformer.checkpoint` recognises. Weights are loaded by
+            ``init_weights()``, never in ``__init__``.
+        **arch_overrides: Keys of the arch dict to replace in a preset, e.g.
+            ``token_mixers=dict(type='Pooling', pool_size=5)``.
+    """
+    arch_zoo: Dict[str, dict] = {}
+    default_arch: Optional[str] = None
+
+    def __init__(self,
+                 arch: Union[str, dict, None] = None,
+                 in_channels: int = 3,
+                 drop_rate: float = 0.,
+                 drop_path_rate: float = 0.,
+                 out_indices: Union[int, Sequence[int]] = (0, 1, 2, 3),
+                 frozen_stages: int = -1,
+                 norm_eval: bool = False,
+                 with_cp: bool = False,
+                 init_cfg: Optional[Union[dict, list]] = [
+                     dict(type='TruncNormal', layer=['Conv2d', 'Linear'],
+                          std=.02, bias=0.),
+                 ],
+                 **arch_overrides):
+        super().__init__(init_cfg=init_cfg)
+        arch = self.parse_arch(arch if arch is not None else self.default_arch,
+                               arch_overrides)
+        self.arch_settings = arch
+        self.depths = list(arch['depths'])
+        self.embed_dims = list(arch['embed_dims'])
+        self.in_channels = in_channels
+        self.out_indices = self.parse_out_indices(out_indices)
+        if not -1 <= frozen_stages <= NUM_STAGES:
+            raise ValueError(
+                f'frozen_stages must be in [-1, {NUM_STAGES}] (-1: nothing, '
+                f'0: the stem, k: the stem and stages < k), got '
+                f'{frozen_stages}.')
+        self.frozen_stages = frozen_stages
+        self.norm_eval = norm_eval
+        self.with_cp = with_cp
+
+        self.stem = Downsampling(in_channels, self.embed_dims[0], 7, 4, 2,
+                                 arch['stem_norm_cfg'], norm_first=False)
+        total = sum(self.depths)
+        block_idx, stages = 0, []
+        for i, (depth, dim) in enumerate(zip(self.depths, self.embed_dims)):
+            mixer, norm_cfg = arch['token_mixers'][i], arch['norm_cfg'][i]
+            # a stage whose norm acts on tokens runs on (B, N, C) throughout
+            tokens_last = (norm_cfg or {}).get('type') == 'TokenLayerNorm'
+            if tokens_last and mixer['type'] not in ('Attention', 'Identity'):
+                raise ValueError(
+                    f'Stage {i} normalises (B, N, C) tokens (TokenLayerNorm) '
+                    f'but its {mixer["type"]} mixer needs NCHW maps; use '
+                    f'LayerNorm2d or GroupNorm1 there.')
+            blocks = []
+            for _ in range(depth):
+                blocks.append(MetaFormerBlock(
+                    dim, mixer, norm_cfg, arch['mlp_ratios'][i],
+                    arch['mlp_act_cfg'], arch['mlp_bias'], drop_rate,
+                    # linear rule of the references: 0 first, full rate last
+                    drop_path_rate * block_idx / max(total - 1, 1),
+                    arch['layer_scale_init_values'][i],
+                    arch['res_scale_init_values'][i], tokens_last))
+                block_idx += 1
+            downsample = None if i == 0 else Downsampling(
+                self.embed_dims[i - 1], dim, 3, 2, 1,
+                arch['downsample_norm_cfg'], norm_first=True)
+            stages.append(MetaFormerStage(downsample, blocks, tokens_last))
+        self.stages = nn.ModuleList(stages)
+        for i in self.out_indices:
+            self.add_module(f'norm{i}',
+                            build_norm(arch['out_norm_cfg'], self.embed_dims[i]))
+        self._freeze_stages()
+
+    # ------------------------------------------------------------------ setup
+    @classmethod
+    def parse_arch(cls, arch, overrides=None) -> dict:
+        name = type(cls).__name__ if not isinstance(cls, type) else cls.__name__
+        if isinstance(arch, str):
+            key = arch.lower()
+            if key not in cls.arch_zoo:
+                raise ValueError(
+                    f'Unknown {name} arch {arch!r}; choose one of '
+                    f'{sorted(cls.arch_zoo)} or pass a dict with "depths" and '
+                    f'"embed_dims".')
+            arch = cls.arch_zoo[key]
+        if not isinstance(arch, dict):
+            raise TypeError(f'arch must be a str or a dict, got {type(arch)}.')
+        arch = {**copy.deepcopy(arch), **copy.deepcopy(overrides or {})}
+        missing = {'depths', 'embed_dims'} - set(arch)
+        if missing:
+            raise ValueError(
+                f'Custom arch dict lacks {sorted(missing)}; it needs "depths" '
+                f'and "embed_dims" with {NUM_STAGES} entries each.')
+        defaults = dict(  # PoolFormer v1
+            token_mixers=dict(type='Pooling', pool_size=3),
+            norm_cfg=dict(type='GroupNorm1', eps=1e-5),
+            mlp_ratios=4, mlp_act_cfg=dict(type='GELU'), mlp_bias=True,
+            stem_norm_cfg=None, downsample_norm_cfg=None,
+            out_norm_cfg=dict(type='GroupNorm1', eps=1e-5),
+            layer_scale_init_values=1e-5, res_scale_init_values=None)
+        unknown = set(arch) - set(defaults) - {'depths', 'embed_dims'}
+        if unknown:
+            raise ValueError(f'Unknown arch keys {sorted(unknown)}; known: '
+                             f'{sorted(set(defaults) | {"depths", "embed_dims"})}.')
+        arch = {**defaults, **arch}
+        for key in ('depths', 'embed_dims'):
+            if len(arch[key]) != NUM_STAGES:
+                raise ValueError(f'arch["{key}"] must have {NUM_STAGES} '
+                                 f'entries, got {arch[key]}.')
+        for key in ('token_mixers', 'norm_cfg', 'mlp_ratios',
+                    'layer_scale_init_values', 'res_scale_init_values'):
+            arch[key] = _per_stage(arch[key], key)
+        return arch
+
+    @staticmethod
+    def parse_out_indices(out_indices) -> Tuple[int, ...]:
+        if isinstance(out_indices, int):
+            out_indices = [out_indices]
+        normalised = []
+        for index in out_indices:
+            if not -NUM_STAGES <= index < NUM_STAGES:
+                raise ValueError(
+                    f'out_indices are stage indices and must be in '
+                    f'[-{NUM_STAGES}, {NUM_STAGES - 1}], got {index} in '
+                    f'{tuple(out_indices)}; e.g. use (0, 1, 2, 3) for all '
+                    f'four stages.')
+            normalised.append(index % NUM_STAGES)
+        if len(set(normalised)) != len(normalised) or not normalised:
+            raise ValueError(
+                f'out_indices must name distinct stages, got '
+                f'{tuple(out_indices)}.')
+        return tuple(sorted(normalised))
+
+    def init_weights(self):
+        if isinstance(self.init_cfg, dict) and \
+                self.init_cfg.get('type') == 'Pretrained':
+            # Released weights come in several key layouts; load through the
+            # converter instead of mmengine's plain PretrainedInit.
+            from mmpoolformer.checkpoint import load_backbone_checkpoint
+            load_backbone_checkpoint(
+                self, self.init_cfg['checkpoint'],
+                prefix=self.init_cfg.get('prefix'),
+                map_location=self.init_cfg.get('map_location', 'cpu'))
+            self._is_init = True
+        else:
+            super().init_weights()
+
+    # --------------------------------------------------------------- training
+    def _freeze_stages(self):
+        if self.frozen_stages < 0:
+            return
+        frozen = [self.stem]
+        for i in range(self.frozen_stages):
+            frozen.append(self.stages[i])
+            if i in self.out_indices:
+                frozen.append(getattr(self, f'norm{i}'))
+        for module in frozen:
+            module.eval()
+            for param in module.parameters():
+                param.requires_grad = False
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self._freeze_stages()
+        if mode and self.norm_eval:
+            for m in self.modules():
+                if isinstance(m, _BatchNorm):
+                    m.eval()
+        return self
+
+    # ---------------------------------------------------------------- forward
+    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+        if x.dim() != 4 or x.shape[1] != self.in_channels:
+            raise ValueError(
+                f'{type(self).__name__} expects NCHW input with '
+                f'{self.in_channels} channels (in_channels='
+                f'{self.in_channels}), got shape {tuple(x.shape)}; set '
+                f'in_channels={x.shape[1] if x.dim() == 4 else "?"} or fix '
+                f'the input.')
+        x = self.stem(x)
+        with_cp = self.with_cp and torch.is_grad_enabled()
+        outs = []
+        for i, stage in enumerate(self.stages):
+            x = stage(x, with_cp)
+            if i in self.out_indices:
+                outs.append(getattr(self, f'norm{i}')(x))
+            if i == self.out_indices[-1]:
+                break  # later stages feed no output
+        return tuple(outs)

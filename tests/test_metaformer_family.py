@@ -1,0 +1,117 @@
+"""One generic test over every registered backbone (timm's test_models.py
+style), plus the family-specific behaviour: presets, any-size mixers."""
+import pytest
+import torch
+
+import mmpoolformer
+from mmpoolformer.models import MetaFormer
+from mmpoolformer.models.backbones.metaformer import (RandomMixing,
+                                                      resample_token_matrix)
+
+from helpers import randomise_
+
+BACKBONES = sorted(name for name, cls in mmpoolformer.MODELS.module_dict.items()
+                   if issubclass(cls, MetaFormer) and cls.arch_zoo)
+#: the paper sizes: presets and their depths / dims
+PRESETS = {
+    'PoolFormerV2': ['s12', 's24', 's36', 'm36', 'm48'],
+    'IdentityFormer': ['s12', 's24', 's36', 'm36', 'm48'],
+    'RandFormer': ['s12', 's24', 's36', 'm36', 'm48'],
+    'ConvFormer': ['s18', 's36', 'm36', 'b36'],
+    'CAFormer': ['s18', 's36', 'm36', 'b36'],
+    'PoolFormer': ['s12', 's24', 's36', 'm36', 'm48'],
+}
+
+
+def build(name, **kwargs):
+    return mmpoolformer.MODELS.build(dict(type=name, **kwargs))
+
+
+def test_every_family_is_registered_with_its_presets():
+    assert BACKBONES == sorted(PRESETS)
+    for name, archs in PRESETS.items():
+        assert sorted(mmpoolformer.MODELS.get(name).arch_zoo) == sorted(archs)
+
+
+@pytest.mark.parametrize('name', BACKBONES)
+def test_generic_backbone_contract(name):
+    model = randomise_(build(name)).train()  # smallest preset
+    x = torch.randn(2, 3, 64, 96)
+    outs = model(x)
+    assert [o.shape[1] for o in outs] == model.embed_dims
+    assert [(x.shape[2] // o.shape[2], x.shape[3] // o.shape[3])
+            for o in outs] == [(4, 4), (8, 8), (16, 16), (32, 32)]
+    assert all(torch.isfinite(o).all() for o in outs)
+    sum((o * o.detach().sign()).mean() for o in outs).backward()
+    for pname, p in model.named_parameters():
+        if p.requires_grad:  # frozen random matrices excepted
+            assert p.grad is not None and p.grad.abs().sum() > 0, pname
+        else:
+            assert pname.endswith('random_matrix'), pname
+    # gradient checkpointing gives the same outputs
+    model.eval()
+    ckpt = build(name, with_cp=True).eval()
+    ckpt.load_state_dict(model.state_dict())
+    with torch.enable_grad():
+        a, b = model(x), ckpt(x)
+    for oa, ob in zip(a, b):
+        torch.testing.assert_close(oa, ob, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize('name', ['PoolFormerV2', 'ConvFormer', 'CAFormer'])
+def test_baseline_recipe(name):
+    model = build(name)
+    assert type(model.stem.norm).__name__ == 'LayerNorm2d'
+    assert model.stem.norm.bias is None and not model.stem.norm_first
+    assert model.stages[1].downsample.norm_first
+    block = model.stages[3].blocks[0]
+    assert type(block.mlp.act).__name__ == 'StarReLU'
+    assert block.mlp.fc1.bias is None
+    assert hasattr(block.res_scale1, 'scale')
+    assert not hasattr(model.stages[0].blocks[0].res_scale1, 'scale')
+
+
+def test_caformer_attention_stages_and_head_dim():
+    model = build('CAFormer')
+    assert [s.tokens_last for s in model.stages] == [False, False, True, True]
+    attn = model.stages[2].blocks[0].token_mixer
+    assert attn.head_dim == 32 and attn.num_heads == 320 // 32
+
+
+def test_randformer_any_size():
+    model = build('RandFormer').eval()
+    mixer = model.stages[2].blocks[0].token_mixer
+    assert isinstance(mixer, RandomMixing) and mixer.base == (14, 14)
+    with torch.no_grad():
+        for hw in [(224, 224), (97, 131), (64, 64)]:
+            outs = model(torch.randn(1, 3, *hw))
+            assert all(torch.isfinite(o).all() for o in outs)
+    # at the native grid the matrix is used as drawn; elsewhere resampled
+    # rows still sum to one (a weighted average of tokens)
+    m = mixer.random_matrix
+    assert resample_token_matrix(m, (14, 14), (14, 14)) is m
+    x = torch.ones(1, 8, 9, 5)
+    torch.testing.assert_close(mixer(x), x)
+
+
+def test_ablation_mixers_build_and_run_at_any_size():
+    for mixers in ([dict(type='Pooling', pool_size=7)] * 4,
+                   [dict(type='Pooling')] * 3 + [dict(type='Attention')],
+                   [dict(type='Pooling')] * 2 + [dict(type='SpatialFC', num_tokens=196),
+                                                 dict(type='SpatialFC', num_tokens=49)],
+                   [dict(type='Identity')] * 4):
+        model = MetaFormer(dict(depths=[1, 1, 1, 1], embed_dims=[8, 16, 32, 64],
+                                token_mixers=mixers)).eval()
+        for hw in [(224, 224), (64, 96)]:
+            outs = model(torch.randn(1, 3, *hw))
+            assert outs[3].shape[1] == 64 and torch.isfinite(outs[3]).all()
+
+
+def test_bad_arch_keys_give_clear_errors():
+    with pytest.raises(ValueError, match=r"Unknown ConvFormer arch 's12'.*'s18'"):
+        build('ConvFormer', arch='s12')
+    with pytest.raises(ValueError, match='Unknown arch keys'):
+        MetaFormer(dict(depths=[1] * 4, embed_dims=[8] * 4, mixer='Pooling'))
+    with pytest.raises(ValueError, match="Unknown token mixer 'Pool'"):
+        MetaFormer(dict(depths=[1] * 4, embed_dims=[8] * 4,
+                        token_mixers=dict(type='Pool')))
