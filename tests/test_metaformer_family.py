@@ -20,6 +20,7 @@ PRESETS = {
     'ConvFormer': ['s18', 's36', 'm36', 'b36'],
     'CAFormer': ['s18', 's36', 'm36', 'b36'],
     'PoolFormer': ['s12', 's24', 's36', 'm36', 'm48'],
+    'RIFormer': ['s12', 's24', 's36', 'm36', 'm48'],
 }
 
 
@@ -105,6 +106,13 @@ def test_ablation_mixers_build_and_run_at_any_size():
         for hw in [(224, 224), (64, 96)]:
             outs = model(torch.randn(1, 3, *hw))
             assert outs[3].shape[1] == 64 and torch.isfinite(outs[3]).all()
+
+
+def test_riformer_deploy_respects_frozen_stages():
+    model = build('RIFormer', frozen_stages=2)
+    model.switch_to_deploy()
+    assert not any(p.requires_grad for p in model.stages[1].parameters())
+    assert all(p.requires_grad for p in model.stages[2].parameters())
 
 
 def test_bad_arch_keys_give_clear_errors():

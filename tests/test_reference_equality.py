@@ -104,3 +104,40 @@ def test_baselines_equal_timm_features_only(timm_name, arch_cls, arch):
         diff = (a - b).abs().max().item()
         print(f'timm {timm_name} stage {i}: max abs diff {diff:.2e}')
         assert a.shape == b.shape and diff <= TOL
+
+
+@pytest.mark.parametrize('deploy', [False, True])
+def test_riformer_equals_mmpretrain(deploy):
+    from mmpretrain.models import RIFormer as MMPretrainRIFormer
+    from mmpoolformer.models import RIFormer
+    ref = randomise_(MMPretrainRIFormer('s12', out_indices=(0, 2, 4, 6)))
+    ref.eval()
+    if deploy:
+        ref.switch_to_deploy()
+    fmt, state_dict = convert_to_mmpoolformer(
+        {f'backbone.{k}': v for k, v in ref.state_dict().items()})
+    assert fmt == 'mmpretrain'
+    ours = RIFormer('s12', deploy=deploy).eval()
+    ours.load_state_dict(state_dict, strict=True)
+    with torch.no_grad():
+        expected = ref(X)
+    _, outs = stage_outputs(ours, X)
+    for i, (a, b) in enumerate(zip(outs, expected)):
+        diff = (a - b).abs().max().item()
+        print(f'mmpretrain RIFormer deploy={deploy} stage {i}: max abs diff {diff:.2e}')
+        assert a.shape == b.shape and diff <= TOL
+
+
+def test_riformer_switch_to_deploy_keeps_outputs():
+    from mmpoolformer.models import RIFormer
+    model = randomise_(RIFormer('s12')).eval()
+    with torch.no_grad():
+        before = model(X)
+        model.switch_to_deploy()
+        after = model(X)
+    assert all(isinstance(b.token_mixer, torch.nn.Identity)
+               for s in model.stages for b in s.blocks)
+    for i, (a, b) in enumerate(zip(before, after)):
+        diff = (a - b).abs().max().item()
+        print(f'RIFormer switch_to_deploy stage {i}: max abs diff {diff:.2e}')
+        assert diff <= TOL

@@ -58,6 +58,8 @@ def _convert_v1_key(key: str) -> str:
         return ''
     key = key.replace('patch_embed.proj.', 'stem.conv.')
     key = re.sub(r'layer_scale_(\d)$', r'layer_scale\1.scale', key)
+    # mmpretrain RIFormer in deploy mode: the norm that absorbed the mixer
+    key = key.replace('.norm_reparam.', '.norm1.')
     m = re.match(r'network\.(\d+)\.(.*)$', key)
     if m:
         index, rest = int(m.group(1)), m.group(2)

@@ -2,8 +2,9 @@ from .metaformer import MetaFormer
 from .metaformer_baselines import (CAFormer, ConvFormer, IdentityFormer,
                                    PoolFormerV2, RandFormer)
 from .poolformer import PoolFormer
+from .riformer import RIFormer
 
 __all__ = [
     'MetaFormer', 'PoolFormer', 'PoolFormerV2', 'IdentityFormer', 'RandFormer',
-    'ConvFormer', 'CAFormer'
+    'ConvFormer', 'CAFormer', 'RIFormer'
 ]

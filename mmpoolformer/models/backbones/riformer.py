@@ -1,0 +1,50 @@
+"""RIFormer: "RIFormer: Keep Your Vision Backbone Effective But Removing
+Token Mixer" (CVPR 2023).
+
+PoolFormer v1's architecture with a per-channel affine token mixer
+``a * x + b - x`` at training time. Because the mixer is affine and directly
+follows an affine norm, ``switch_to_deploy()`` folds it into that norm:
+``mixer(GN(x)) = GN'(x)`` with ``gamma' = gamma (a - 1)`` and
+``beta' = beta (a - 1) + b``, so the deployed blocks have no token mixer.
+"""
+import torch
+import torch.nn as nn
+
+from mmpoolformer.registry import MODELS
+from .metaformer import MetaFormer
+from .poolformer import PoolFormer
+
+
+@MODELS.register_module()
+class RIFormer(MetaFormer):
+    """RIFormer backbone; see :class:`MetaFormer` for the arguments.
+
+    Args:
+        deploy (bool): Build the folded (token-mixer-free) structure, e.g. to
+            load a deployed checkpoint. Defaults to False.
+    """
+    arch_zoo = {name: dict(arch, token_mixers=dict(type='Affine'))
+                for name, arch in PoolFormer.arch_zoo.items()}
+    default_arch = 's12'
+
+    def __init__(self, arch='s12', deploy: bool = False, **kwargs):
+        super().__init__(arch, **kwargs)
+        self.deploy = False
+        if deploy:
+            self.switch_to_deploy()
+
+    @torch.no_grad()
+    def switch_to_deploy(self):
+        """Fold every block's affine mixer into its first norm (in place)."""
+        if self.deploy:
+            return
+        for stage in self.stages:
+            for block in stage.blocks:
+                a = block.token_mixer.affine.weight.reshape(-1) - 1
+                b = block.token_mixer.affine.bias
+                norm = block.norm1
+                norm.bias = nn.Parameter(norm.bias * a + b)
+                norm.weight = nn.Parameter(norm.weight * a)
+                block.token_mixer = nn.Identity()
+        self.deploy = True
+        self._freeze_stages()  # the new parameters of frozen stages too

@@ -1,0 +1,211 @@
+"""Config handling and Runner building shared by ``tools/train.py`` and
+``tools/test.py``.
+
+The flags and their meaning are mmdet 3.x's tools'; the config's
+``default_scope`` (mmdet, mmseg or mmpretrain) picks the registries, so one
+pair of scripts serves detection, segmentation and classification configs.
+"""
+import glob
+import importlib
+import os
+import os.path as osp
+
+import torch
+from mmengine.config import Config, DictAction
+from mmengine.device import get_device
+from mmengine.logging import print_log
+from mmengine.registry import init_default_scope
+from mmengine.runner import Runner
+
+from .errors import ToolError
+
+#: the scopes our configs use, and the task each one stands for
+SCOPES = {'mmdet': 'detection', 'mmseg': 'segmentation',
+          'mmpretrain': 'classification'}
+
+
+def add_common_args(parser):
+    """The flags train.py and test.py share (mmdet's spelling)."""
+    parser.add_argument('--work-dir', help='the dir to save logs and models '
+                        '(default: ./work_dirs/<config name>)')
+    parser.add_argument(
+        '--cfg-options', nargs='+', action=DictAction,
+        help='override settings of the config, key=value (e.g. '
+        'train_dataloader.batch_size=4, model.backbone.init_cfg=None, '
+        'list items by index: train_dataloader.dataset.pipeline.2.scale='
+        '"(512,512)"); no white space inside a value')
+    parser.add_argument('--launcher', default='none',
+                        choices=['none', 'pytorch', 'slurm', 'mpi'],
+                        help='job launcher')
+    # torch.distributed.launch passes --local-rank (torch>=2.0) or
+    # --local_rank; torchrun sets LOCAL_RANK itself
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    return parser
+
+
+def parse_args(parser, argv=None):
+    args = parser.parse_args(argv)
+    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    return args
+
+
+def require_file(path, what):
+    """Stop with one message if a local file the user named is missing."""
+    if path and '://' not in path and not osp.isfile(path):
+        raise ToolError(f'{what} {path} does not exist')
+
+
+def load_config(args):
+    """The config with --cfg-options merged, its launcher and work_dir set
+    (CLI > the config's own ``work_dir`` > ./work_dirs/<config name>)."""
+    require_file(args.config, 'config file')
+    cfg = Config.fromfile(args.config)
+    cfg.launcher = args.launcher
+    if args.cfg_options:
+        cfg.merge_from_dict(args.cfg_options)
+    scope = cfg.get('default_scope')
+    if scope not in SCOPES:
+        raise ToolError(
+            f'{args.config} has default_scope={scope!r}; these tools run '
+            f'{", ".join(SCOPES)} configs (it picks the registries)')
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir') is None:
+        cfg.work_dir = osp.join(
+            './work_dirs', osp.splitext(osp.basename(args.config))[0])
+    return cfg
+
+
+def apply_train_args(cfg, args):
+    """--amp, --auto-scale-lr and --resume, as mmdet's train.py applies
+    them, with a clear error where mmengine would fail later."""
+    if args.amp:
+        if get_device() == 'cpu':
+            raise ToolError('--amp needs a GPU (or NPU/MLU/MUSA): mmengine\'s '
+                            'AmpOptimWrapper does not run on the CPU')
+        if cfg.optim_wrapper.get('type') == 'AmpOptimWrapper':
+            print_log('AMP training is already enabled in the config.',
+                      logger='current')
+        cfg.optim_wrapper.type = 'AmpOptimWrapper'
+        cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
+    if args.auto_scale_lr:
+        if not cfg.get('auto_scale_lr') or \
+                'base_batch_size' not in cfg.auto_scale_lr:
+            raise ToolError('--auto-scale-lr needs auto_scale_lr = dict('
+                            'base_batch_size=...) in the config')
+        cfg.auto_scale_lr.enable = True
+    if args.resume == 'auto':  # the latest checkpoint of the work dir
+        cfg.resume = True
+        cfg.load_from = None
+    elif args.resume is not None:
+        require_file(args.resume, '--resume checkpoint')
+        cfg.resume = True
+        cfg.load_from = args.resume
+    return cfg
+
+
+def apply_test_args(cfg, args):
+    """CHECKPOINT and --show-dir, as each library's test.py applies them."""
+    require_file(args.checkpoint, 'checkpoint')
+    cfg.load_from = args.checkpoint
+    if args.out is not None and not args.out.endswith(('.pkl', '.pickle')):
+        raise ToolError(f'--out {args.out}: the predictions are dumped to a '
+                        'pickle file, name it *.pkl or *.pickle')
+    if args.show_dir:
+        hook = cfg.get('default_hooks', {}).get('visualization')
+        if hook is None:
+            raise ToolError('--show-dir needs a visualization hook in '
+                            'default_hooks of the config')
+        scope = cfg.default_scope
+        if scope == 'mmdet':  # drawn into <work_dir>/<timestamp>/<show_dir>
+            hook.draw = True
+            hook.test_out_dir = args.show_dir
+        elif scope == 'mmseg':  # the visualizer saves <show_dir>/vis_data
+            hook.draw = True
+            hook.interval = 1  # its default 50 skips 49 of 50 images
+            cfg.visualizer.save_dir = args.show_dir
+        else:  # mmpretrain's hook: every sample into <show_dir>
+            hook.enable = True
+            hook.out_dir = args.show_dir
+            hook.interval = 1
+    return cfg
+
+
+def add_dump_metric(runner, out):
+    """Dump the predictions to ``out`` (a pickle), with mmdet's converter
+    for detection results and mmengine's DumpResults otherwise."""
+    if runner.cfg.default_scope == 'mmdet':
+        from mmdet.evaluation import DumpDetResults as Dump
+    else:
+        from mmengine.evaluator import DumpResults as Dump
+    runner.test_evaluator.metrics.append(Dump(out_file_path=out))
+
+
+def check_work_dir(cfg, config_path, train):
+    """Refuse a run that would overwrite what the user owns: mmengine dumps
+    the config to ``<work_dir>/<config name>`` (the config itself when the
+    work dir is its folder), and training writes ``epoch_N.pth`` /
+    ``iter_N.pth`` and ``last_checkpoint`` over an earlier run's unless it
+    resumes that run."""
+    work_dir = cfg.work_dir
+    dump = osp.join(work_dir, osp.basename(config_path))
+    if osp.exists(dump) and osp.samefile(dump, config_path):
+        raise ToolError(
+            f'work dir {work_dir} holds the config {config_path} itself, '
+            'which the run would overwrite with its merged copy; choose '
+            'another --work-dir')
+    if train and not cfg.get('resume', False):
+        found = sorted(glob.glob(osp.join(work_dir, '*.pth')))
+        if osp.exists(osp.join(work_dir, 'last_checkpoint')):
+            found.append(osp.join(work_dir, 'last_checkpoint'))
+        if found:
+            shown = ', '.join(osp.basename(f) for f in found[:5])
+            raise ToolError(
+                f'work dir {work_dir} already holds checkpoints of an earlier '
+                f'run ({shown}{", ..." if len(found) > 5 else ""}), which '
+                'this run would overwrite: continue it with --resume, or '
+                'choose another --work-dir')
+
+
+def prepare_distributed(cfg):
+    """Make ``--launcher pytorch`` work on a machine without CUDA.
+
+    mmengine's ``init_dist`` calls ``torch.cuda.set_device`` (which raises
+    without a GPU) and configs ask for NCCL; the Runner also gives DDP
+    ``device_ids=[LOCAL_RANK]``, which DDP refuses for a CPU module. So on a
+    CPU-only machine we start the process group ourselves with gloo (the
+    Runner then skips ``init_dist``) and wrap the model with
+    ``device_ids=None``. With CUDA nothing changes.
+    """
+    if cfg.launcher != 'pytorch' or torch.cuda.is_available():
+        return cfg
+    dist_cfg = cfg.setdefault('env_cfg', {}).setdefault('dist_cfg', {})
+    if dist_cfg.get('backend', 'nccl') == 'nccl':
+        dist_cfg['backend'] = 'gloo'
+    if not torch.distributed.is_initialized():
+        kwargs = {k: v for k, v in dist_cfg.items() if k != 'timeout'}
+        if dist_cfg.get('timeout') is not None:
+            import datetime
+            kwargs['timeout'] = datetime.timedelta(seconds=dist_cfg.timeout)
+        torch.distributed.init_process_group(**kwargs)
+    wrapper = cfg.get('model_wrapper_cfg') or dict(
+        type='MMDistributedDataParallel', broadcast_buffers=False,
+        find_unused_parameters=cfg.get('find_unused_parameters', False))
+    if wrapper.get('type', 'MMDistributedDataParallel') == \
+            'MMDistributedDataParallel':
+        wrapper.setdefault('device_ids', None)
+    cfg.model_wrapper_cfg = wrapper
+    return cfg
+
+
+def build_runner(cfg):
+    """The Runner of the config's scope: ``runner_type`` from that scope's
+    RUNNERS registry if the config names one, else ``Runner.from_cfg``."""
+    scope = cfg.default_scope
+    init_default_scope(scope)
+    if scope == 'mmdet':  # as mmdet's tools: fewer torch.compile recompiles
+        from mmdet.utils import setup_cache_size_limit_of_dynamo
+        setup_cache_size_limit_of_dynamo()
+    if 'runner_type' in cfg:
+        return importlib.import_module(f'{scope}.registry').RUNNERS.build(cfg)
+    return Runner.from_cfg(cfg)
