@@ -100,7 +100,8 @@ def test_ablation_mixers_build_and_run_at_any_size():
                    [dict(type='Pooling')] * 3 + [dict(type='Attention')],
                    [dict(type='Pooling')] * 2 + [dict(type='SpatialFC', num_tokens=196),
                                                  dict(type='SpatialFC', num_tokens=49)],
-                   [dict(type='Identity')] * 4):
+                   [dict(type='Identity')] * 4,
+                   [dict(type='DepthwiseConv', kernel_size=3)] * 4):
         model = MetaFormer(dict(depths=[1, 1, 1, 1], embed_dims=[8, 16, 32, 64],
                                 token_mixers=mixers)).eval()
         for hw in [(224, 224), (64, 96)]:

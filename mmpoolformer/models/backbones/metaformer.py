@@ -240,6 +240,19 @@ class Attention(nn.Module):
         return self.proj(x.transpose(1, 2).reshape(B, N, -1))
 
 
+class DepthwiseConv(nn.Module):
+    """Ablation mixer of the PoolFormer paper: a learnable depthwise
+    ``kernel_size`` convolution in place of pooling."""
+
+    def __init__(self, dim: int, kernel_size: int = 3):
+        super().__init__()
+        self.conv = nn.Conv2d(dim, dim, kernel_size, padding=kernel_size // 2,
+                              groups=dim)
+
+    def forward(self, x):
+        return self.conv(x)
+
+
 class Affine(nn.Module):
     """RIFormer's training-time mixer ``affine(x) - x`` (depthwise 1x1)."""
 
@@ -253,7 +266,8 @@ class Affine(nn.Module):
 
 TOKEN_MIXERS = dict(Pooling=Pooling, Identity=IdentityMixer,
                     RandomMixing=RandomMixing, SpatialFC=SpatialFC,
-                    SepConv=SepConv, Attention=Attention, Affine=Affine)
+                    SepConv=SepConv, Attention=Attention, Affine=Affine,
+                    DepthwiseConv=DepthwiseConv)
 
 
 def build_token_mixer(cfg: dict, dim: int) -> nn.Module:
