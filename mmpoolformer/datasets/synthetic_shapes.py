@@ -149,7 +149,8 @@ def write_imagenet_shapes(root, num_train_per_class: int = 8,
                 pts = np.round(_polygon(name, cx, cy, r, rng.uniform(0, np.pi)))
                 cv2.fillPoly(img, [pts.astype(np.int32)],
                              [int(c) for c in rng.integers(130, 256, 3)])
-                file = f'{name}/{i:05d}.png'
+                # unique names: visualisers name drawings by file name
+                file = f'{name}/{name}_{i:05d}.png'
                 cv2.imwrite(str(root / split / file), img)
                 lines.append(f'{file} {label}')
         meta = root / 'meta' / f'{split}.txt'

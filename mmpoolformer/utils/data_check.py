@@ -169,16 +169,23 @@ def _describe(ds, exc, steps):
     ann_file = getattr(ds, 'ann_file', '') or ''
     source = ann_file or ', '.join(prefix.values()) or \
         getattr(ds, 'data_root', '') or '?'
-    if '_serialize_data' in steps and not getattr(ds, 'data_list', None):
+    empty = '_serialize_data' in steps and not getattr(ds, 'data_list', None)
+    if empty:
         text = f'{name} found no usable samples in {source}'
     else:
         text = (f'{name} could not read {source}: '
                 f'{type(exc).__name__}: {exc}')
     if str(ann_file).endswith('.json'):
-        classes = (getattr(ds, 'metainfo', None) or {}).get('classes')
         text += ('\nA COCO annotation file is a JSON object with "images", '
-                 '"annotations" and "categories" lists; the category names '
-                 f'must include the config\'s classes {tuple(classes or ())}.')
+                 '"annotations" and "categories" lists')
+        classes = tuple((getattr(ds, 'metainfo', None) or {}).get(
+            'classes') or ())
+        if empty and classes:  # the other way to lose every annotation
+            shown = ', '.join(map(repr, classes[:6])) + (
+                f', ... ({len(classes)} in all)' if len(classes) > 6 else '')
+            text += (', and its category names must include the '
+                     f'config\'s classes ({shown})')
+        text += '.'
     elif prefix:
         text += f'\n(data_prefix {prefix})'
     return text

@@ -5,6 +5,7 @@ The flags and their meaning are mmdet 3.x's tools'; the config's
 ``default_scope`` (mmdet, mmseg or mmpretrain) picks the registries, so one
 pair of scripts serves detection, segmentation and classification configs.
 """
+import datetime
 import glob
 import importlib
 import os
@@ -44,6 +45,8 @@ def add_common_args(parser):
 
 
 def parse_args(parser, argv=None):
+    """Parse ``argv``; like mmdet's tools, export ``--local-rank`` as
+    LOCAL_RANK unless a launcher already set it."""
     args = parser.parse_args(argv)
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
     return args
@@ -120,7 +123,7 @@ def apply_test_args(cfg, args):
         if scope == 'mmdet':  # drawn into <work_dir>/<timestamp>/<show_dir>
             hook.draw = True
             hook.test_out_dir = args.show_dir
-        elif scope == 'mmseg':  # the visualizer saves <show_dir>/vis_data
+        elif scope == 'mmseg':  # into <show_dir>/vis_data/vis_image
             hook.draw = True
             hook.interval = 1  # its default 50 skips 49 of 50 images
             cfg.visualizer.save_dir = args.show_dir
@@ -145,8 +148,8 @@ def check_work_dir(cfg, config_path, train):
     """Refuse a run that would overwrite what the user owns: mmengine dumps
     the config to ``<work_dir>/<config name>`` (the config itself when the
     work dir is its folder), and training writes ``epoch_N.pth`` /
-    ``iter_N.pth`` and ``last_checkpoint`` over an earlier run's unless it
-    resumes that run."""
+    ``iter_N.pth`` / ``best_*.pth`` and ``last_checkpoint`` over an earlier
+    run's unless it resumes that run. Other files are left alone."""
     work_dir = cfg.work_dir
     dump = osp.join(work_dir, osp.basename(config_path))
     if osp.exists(dump) and osp.samefile(dump, config_path):
@@ -155,7 +158,9 @@ def check_work_dir(cfg, config_path, train):
             'which the run would overwrite with its merged copy; choose '
             'another --work-dir')
     if train and not cfg.get('resume', False):
-        found = sorted(glob.glob(osp.join(work_dir, '*.pth')))
+        found = sorted(f for pattern in ('epoch_*.pth', 'iter_*.pth',
+                                         'best_*.pth')
+                       for f in glob.glob(osp.join(work_dir, pattern)))
         if osp.exists(osp.join(work_dir, 'last_checkpoint')):
             found.append(osp.join(work_dir, 'last_checkpoint'))
         if found:
@@ -177,15 +182,18 @@ def prepare_distributed(cfg):
     Runner then skips ``init_dist``) and wrap the model with
     ``device_ids=None``. With CUDA nothing changes.
     """
-    if cfg.launcher != 'pytorch' or torch.cuda.is_available():
+    if cfg.launcher == 'none' or torch.cuda.is_available():
         return cfg
+    if cfg.launcher != 'pytorch':
+        raise ToolError(f'--launcher {cfg.launcher} needs CUDA GPUs; without '
+                        'them, start CPU processes with torchrun (tools/'
+                        'dist_train.sh) and --launcher pytorch')
     dist_cfg = cfg.setdefault('env_cfg', {}).setdefault('dist_cfg', {})
     if dist_cfg.get('backend', 'nccl') == 'nccl':
         dist_cfg['backend'] = 'gloo'
     if not torch.distributed.is_initialized():
-        kwargs = {k: v for k, v in dist_cfg.items() if k != 'timeout'}
+        kwargs = dict(backend=dist_cfg['backend'])
         if dist_cfg.get('timeout') is not None:
-            import datetime
             kwargs['timeout'] = datetime.timedelta(seconds=dist_cfg.timeout)
         torch.distributed.init_process_group(**kwargs)
     wrapper = cfg.get('model_wrapper_cfg') or dict(
