@@ -1,4 +1,6 @@
 """Small shared pieces of the test-suite."""
+import re
+
 import torch
 
 # narrow and shallow, for tests that run forward/backward many times
@@ -16,3 +18,13 @@ def randomise_(model, seed=0):
             else:
                 p.copy_(0.1 * torch.randn(p.shape, generator=gen))
     return model
+
+
+def official_layout(mmpretrain_state):
+    """sail-sg layout: mmpretrain names, a final ``norm`` and a ``head``."""
+    out = {k: v for k, v in mmpretrain_state.items()
+           if not re.match(r'norm[024]\.', k)}
+    for suffix in ('weight', 'bias'):
+        out[f'norm.{suffix}'] = out.pop(f'norm6.{suffix}')
+    out['head.weight'], out['head.bias'] = torch.zeros(1000, 512), torch.zeros(1000)
+    return out

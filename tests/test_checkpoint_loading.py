@@ -1,29 +1,18 @@
-"""init_cfg=Pretrained loads every v1 layout, or names what does not fit."""
-import re
-
+"""init_cfg=Pretrained loads every v1 layout, or names what does not fit.
+(The MetaFormer-baseline layouts: test_convert_checkpoint.py.)"""
 import pytest
 import torch
 
 from mmpoolformer.checkpoint import CheckpointMismatchError, detect_format
 from mmpoolformer.models import PoolFormer
 
-from helpers import randomise_
+from helpers import official_layout, randomise_
 
 
 @pytest.fixture(scope='module')
 def mmpretrain_s12():
     from mmpretrain.models import PoolFormer as MMPretrainPoolFormer
     return randomise_(MMPretrainPoolFormer('s12', out_indices=(0, 2, 4, 6)))
-
-
-def official_layout(mmpretrain_state):
-    """sail-sg layout: mmpretrain names, a final ``norm`` and a ``head``."""
-    out = {k: v for k, v in mmpretrain_state.items()
-           if not re.match(r'norm[024]\.', k)}
-    for suffix in ('weight', 'bias'):
-        out[f'norm.{suffix}'] = out.pop(f'norm6.{suffix}')
-    out['head.weight'], out['head.bias'] = torch.zeros(1000, 512), torch.zeros(1000)
-    return out
 
 
 def load(tmp_path, checkpoint, arch='s12', out_indices=(0, 1, 2, 3), **init):
@@ -81,7 +70,8 @@ def test_checkpoint_of_another_arch_is_refused(tmp_path, mmpretrain_s12):
     with pytest.raises(CheckpointMismatchError) as err:
         load(tmp_path, state, arch='s24')
     message = str(err.value)
-    assert 'official format' in message and 'depths [4, 4, 12, 4]' in message
+    assert 'official format' in message and "PoolFormer arch 's24'" in message
+    assert 'depths [4, 4, 12, 4]' in message
     assert 'missing keys' in message and 'stages.0.blocks.2.norm1.weight' in message
     with pytest.raises(CheckpointMismatchError, match='shape mismatches'):
         load(tmp_path, state, arch='m36')
@@ -90,3 +80,58 @@ def test_checkpoint_of_another_arch_is_refused(tmp_path, mmpretrain_s12):
 def test_unknown_layout_is_refused(tmp_path):
     with pytest.raises(ValueError, match='Unrecognised checkpoint layout'):
         load(tmp_path, {'conv1.weight': torch.zeros(1)})
+
+
+@pytest.fixture(scope='module')
+def mmpretrain_riformer():
+    """State dicts of one random mmpretrain RIFormer-S12, before and after
+    ``switch_to_deploy``."""
+    from mmpretrain.models import RIFormer as MMPretrainRIFormer
+    ref = randomise_(MMPretrainRIFormer('s12', out_indices=(0, 2, 4, 6)))
+    ref.eval()
+    train_state = {f'backbone.{k}': v.clone() for k, v in ref.state_dict().items()}
+    ref.switch_to_deploy()
+    return train_state, {f'backbone.{k}': v for k, v in ref.state_dict().items()}
+
+
+def load_riformer(tmp_path, state, deploy):
+    from mmpoolformer.models import RIFormer
+    path = tmp_path / 'riformer.pth'
+    torch.save({'state_dict': state}, path)
+    model = RIFormer('s12', deploy=deploy, init_cfg=dict(
+        type='Pretrained', checkpoint=str(path), prefix='backbone.'))
+    model.init_weights()
+    return model
+
+
+def test_riformer_checkpoints_need_the_matching_mode(tmp_path, mmpretrain_riformer):
+    train_state, deploy_state = mmpretrain_riformer
+    model = load_riformer(tmp_path, deploy_state, deploy=True)
+    torch.testing.assert_close(model.stages[2].blocks[3].norm1.bias,
+                               deploy_state['backbone.network.4.3.norm_reparam.bias'])
+    model = load_riformer(tmp_path, train_state, deploy=False)
+    torch.testing.assert_close(model.stages[2].blocks[3].token_mixer.affine.weight,
+                               train_state['backbone.network.4.3.token_mixer.affine.weight'])
+
+    with pytest.raises(CheckpointMismatchError) as err:
+        load_riformer(tmp_path, deploy_state, deploy=False)
+    message = str(err.value)
+    assert 'deployed RIFormer' in message and 'deploy=True' in message
+    assert 'switch_to_deploy()' in message and 'token_mixer.affine' in message
+    with pytest.raises(CheckpointMismatchError) as err:
+        load_riformer(tmp_path, train_state, deploy=True)
+    message = str(err.value)
+    assert 'training-time RIFormer' in message and 'deploy=False' in message
+    assert 'deploy=True)' in message  # the expected arch says it is deployed
+
+
+def test_no_riformer_hint_for_other_mismatches(tmp_path, mmpretrain_riformer):
+    from mmpoolformer.models import RIFormer
+    torch.save({'state_dict': mmpretrain_riformer[1]}, tmp_path / 'r.pth')
+    model = RIFormer('s24', init_cfg=dict(type='Pretrained',
+                                          checkpoint=str(tmp_path / 'r.pth')))
+    with pytest.raises(CheckpointMismatchError) as err:
+        model.init_weights()
+    message = str(err.value)
+    assert "RIFormer arch 's24'" in message and 'missing keys' in message
+    assert 'switch_to_deploy' not in message  # blocks missing: not the mode

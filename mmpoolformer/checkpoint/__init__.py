@@ -1,8 +1,12 @@
-from .convert import (FORMATS, convert_to_mmpoolformer, detect_format,
+from .convert import (FAMILIES, FORMATS, convert_to_mmpoolformer,
+                      detect_format, fit_shapes, infer_families, stage_layout,
                       unwrap_checkpoint)
-from .loading import CheckpointMismatchError, load_backbone_checkpoint
+from .loading import (CheckpointMismatchError, check_compatible,
+                      describe_arch, load_backbone_checkpoint, target_shapes)
 
 __all__ = [
-    'FORMATS', 'convert_to_mmpoolformer', 'detect_format', 'unwrap_checkpoint',
-    'CheckpointMismatchError', 'load_backbone_checkpoint'
+    'FAMILIES', 'FORMATS', 'convert_to_mmpoolformer', 'detect_format',
+    'fit_shapes', 'infer_families', 'stage_layout', 'unwrap_checkpoint',
+    'CheckpointMismatchError', 'check_compatible', 'describe_arch',
+    'load_backbone_checkpoint', 'target_shapes'
 ]

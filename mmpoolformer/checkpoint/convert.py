@@ -1,28 +1,55 @@
-"""Pure key conversions from released PoolFormer layouts to mmpoolformer's.
+"""Pure key conversions from released MetaFormer layouts to mmpoolformer's.
 
-Every function takes a flat ``{key: tensor}`` backbone state dict and returns
-a new one; nothing is loaded or written here, so the CLI converter, the
-``Pretrained`` loader and the tests share the same code.
+Every function takes a flat ``{key: tensor}`` state dict and returns a new
+one; nothing is loaded or written here, so the CLI converter
+(``tools/model_converters/convert_checkpoint.py``), the ``Pretrained`` loader
+and the tests share the same code.
 
-Layouts (v1 PoolFormer):
+Layouts, recognised by their keys (:func:`detect_format`):
 
-* ``official`` (sail-sg/poolformer ``.pth.tar``): ``patch_embed.proj``,
-  ``network.{2i}.{j}`` blocks of stage ``i``, ``network.{2i-1}.proj``
-  downsampling into stage ``i``, ``layer_scale_1``, the final GroupNorm
-  ``norm`` (on the last feature map, before pooling) and ``head``.
-* ``mmpretrain``: the official names under ``backbone.`` with output norms
-  ``norm{2i}`` (``norm6`` on ImageNet checkpoints) and ``head.fc``.
-* ``timm``: ``stem.conv``, ``stages.i.downsample.conv``, ``stages.i.blocks.j``,
-  ``layer_scale1.scale`` and ``head.{norm,fc}``. timm's ``head.norm`` acts on
-  the pooled vector, not on the map, so it is not an output norm of ours.
-* ``mmpoolformer``: timm's backbone names plus output norms ``norm{i}``.
+* ``official`` (sail-sg/poolformer ``.pth.tar``, PoolFormer v1):
+  ``patch_embed.proj``, ``network.{2i}.{j}`` blocks of stage ``i``,
+  ``network.{2i-1}.proj`` downsampling into stage ``i``, ``layer_scale_1``,
+  the final GroupNorm ``norm`` (on the last feature map, before pooling; it
+  becomes ``norm3``) and ``head``.
+* ``official-metaformer`` (sail-sg/metaformer: PoolFormerV2, IdentityFormer,
+  RandFormer, ConvFormer, CAFormer): ``downsample_layers.0.{conv,post_norm}``
+  (the stem), ``downsample_layers.{1-3}.{pre_norm,conv}``, blocks
+  ``stages.i.j.*`` with timm's block names, ``norm`` and ``head`` (a Linear
+  or ``head.{fc1,norm,fc2}``). The model runs channels-last, so its
+  ``pwconv*`` and ``mlp.fc*`` are Linear weights (O, I) where our NCHW
+  stages have 1x1 convs (O, I, 1, 1): :func:`fit_shapes` reshapes them given
+  the target model's shapes. ``norm`` is a LayerNorm on the pooled vector,
+  not an output norm of ours, and is dropped with the head.
+* ``mmpretrain``: the ``official`` names under ``backbone.`` with output
+  norms ``norm{2i}`` (``norm6`` on ImageNet checkpoints) and ``head.fc``;
+  ``RIFormer`` adds ``token_mixer.affine``, or in deploy mode has
+  ``norm_reparam`` (the affine mixer folded into the first norm) instead of
+  ``norm1`` and the mixer.
+* ``timm``: ``stem.{conv,norm}``, ``stages.i.downsample.{norm,conv}``,
+  ``stages.i.blocks.j``, ``layer_scale1.scale`` and ``head.{norm,fc}``.
+  timm's ``head.norm`` acts on the pooled vector, not on the map, so it is
+  not an output norm of ours.
+* ``mmpoolformer``: timm's backbone names plus output norms ``norm{i}``,
+  with or without ``backbone.``.
+
+Key names cannot tell apart models whose only difference has no weights:
+PoolFormerV2 / IdentityFormer (parameter-free mixers) and PoolFormer v1 / a
+deployed RIFormer; :func:`infer_families` lists all candidates then.
 """
 import re
-from typing import Dict, List, Tuple
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 StateDict = Dict[str, object]
 
-FORMATS = ('mmpoolformer', 'timm', 'mmpretrain', 'official')
+FORMATS = ('mmpoolformer', 'timm', 'mmpretrain', 'official',
+           'official-metaformer')
+
+# arch-name prefix (``poolformer_s12``) -> registered backbone class
+FAMILIES = dict(poolformer='PoolFormer', poolformerv2='PoolFormerV2',
+                identityformer='IdentityFormer', randformer='RandFormer',
+                convformer='ConvFormer', caformer='CAFormer',
+                riformer='RIFormer')
 
 
 def strip_prefix(state_dict: StateDict, prefix: str) -> StateDict:
@@ -34,22 +61,28 @@ def strip_prefix(state_dict: StateDict, prefix: str) -> StateDict:
 
 
 def detect_format(state_dict: StateDict) -> str:
-    """Name the layout of a PoolFormer state dict by its keys."""
+    """Name the layout of a MetaFormer state dict by its keys."""
     prefixed = any(k.startswith('backbone.') for k in state_dict)
     keys = list(strip_prefix(state_dict, 'backbone.'))
     if any(k.startswith('network.') for k in keys):
         if prefixed or any(re.match(r'norm\d+\.', k) for k in keys):
             return 'mmpretrain'
         return 'official'
-    if any(k.startswith('stages.') for k in keys):
-        if not prefixed and any(k.startswith('head.') for k in keys):
+    # sail-sg/metaformer: blocks directly under the stage, no ``blocks.``
+    if any(k.startswith('downsample_layers.') or
+           re.match(r'stages\.\d+\.\d+\.', k) for k in keys):
+        return 'official-metaformer'
+    if any(re.match(r'stages\.\d+\.(blocks|downsample)\.', k) for k in keys):
+        if not prefixed and any(k.startswith('head.') for k in keys) and \
+                not any(re.match(r'norm\d+\.', k) for k in keys):
             return 'timm'
         return 'mmpoolformer'
     raise ValueError(
-        'Unrecognised checkpoint layout: expected PoolFormer keys such as '
-        '"network.0.0.norm1.weight" (official / mmpretrain) or '
-        '"stages.0.blocks.0.norm1.weight" (timm / mmpoolformer); its first '
-        f'keys are {keys[:5]}.')
+        'Unrecognised checkpoint layout: expected MetaFormer keys such as '
+        '"network.0.0.norm1.weight" (official PoolFormer / mmpretrain), '
+        '"stages.0.0.norm1.weight" with "downsample_layers.0.conv.weight" '
+        '(official MetaFormer baselines) or "stages.0.blocks.0.norm1.weight" '
+        f'(timm / mmpoolformer); its first keys are {keys[:5]}.')
 
 
 def _convert_v1_key(key: str) -> str:
@@ -87,12 +120,38 @@ def convert_official_poolformer(state_dict: StateDict) -> StateDict:
 
 
 def convert_mmpretrain_poolformer(state_dict: StateDict) -> StateDict:
-    """mmpretrain ``PoolFormer`` (``backbone.`` optional) -> mmpoolformer."""
+    """mmpretrain ``PoolFormer`` / ``RIFormer`` (``backbone.`` optional)."""
     return convert_official_poolformer(strip_prefix(state_dict, 'backbone.'))
 
 
-def convert_timm_poolformer(state_dict: StateDict) -> StateDict:
-    """timm ``poolformer_*`` -> mmpoolformer (classifier head dropped)."""
+def _convert_metaformer_key(key: str) -> str:
+    """Rename one sail-sg/metaformer key; '' marks keys to drop."""
+    if key.startswith(('head.', 'norm.')):  # classifier, pooled-vector norm
+        return ''
+    m = re.match(r'downsample_layers\.(\d+)\.(pre_norm|post_norm|conv)\.(.*)$',
+                 key)
+    if m:
+        index, part, rest = int(m.group(1)), m.group(2), m.group(3)
+        part = 'conv' if part == 'conv' else 'norm'
+        where = 'stem' if index == 0 else f'stages.{index}.downsample'
+        return f'{where}.{part}.{rest}'
+    return re.sub(r'^stages\.(\d+)\.(\d+)\.', r'stages.\1.blocks.\2.', key)
+
+
+def convert_official_metaformer(state_dict: StateDict) -> StateDict:
+    """sail-sg/metaformer baselines -> mmpoolformer names (``head`` and the
+    pooled-vector ``norm`` dropped). Linear weights keep their 2-D shape
+    until :func:`fit_shapes` sees the target model."""
+    out = {}
+    for key, value in state_dict.items():
+        new_key = _convert_metaformer_key(key)
+        if new_key:
+            out[new_key] = value
+    return out
+
+
+def convert_timm_metaformer(state_dict: StateDict) -> StateDict:
+    """timm ``metaformer.py`` models -> mmpoolformer (head dropped)."""
     return {k: v for k, v in state_dict.items() if not k.startswith('head.')}
 
 
@@ -103,16 +162,39 @@ def convert_mmpoolformer(state_dict: StateDict) -> StateDict:
 
 CONVERTERS = {
     'mmpoolformer': convert_mmpoolformer,
-    'timm': convert_timm_poolformer,
+    'timm': convert_timm_metaformer,
     'mmpretrain': convert_mmpretrain_poolformer,
     'official': convert_official_poolformer,
+    'official-metaformer': convert_official_metaformer,
 }
 
 
-def convert_to_mmpoolformer(state_dict: StateDict) -> Tuple[str, StateDict]:
-    """Detect the layout of ``state_dict`` and convert it to ours."""
+def fit_shapes(state_dict: StateDict,
+               target_shapes: Mapping[str, Sequence[int]]) -> StateDict:
+    """Reshape Linear weights (O, I) to the 1x1 convs (O, I, 1, 1) that the
+    target has under the same key, and nothing else: any other difference
+    is a real mismatch and must still show as one."""
+    out = {}
+    for key, value in state_dict.items():
+        target = tuple(target_shapes.get(key, ()))
+        if (len(target) == 4 and target[2:] == (1, 1) and value.dim() == 2
+                and tuple(value.shape) == target[:2]):
+            value = value.reshape(target)
+        out[key] = value
+    return out
+
+
+def convert_to_mmpoolformer(
+        state_dict: StateDict,
+        target_shapes: Optional[Mapping[str, Sequence[int]]] = None
+) -> Tuple[str, StateDict]:
+    """Detect the layout of ``state_dict`` and convert it to ours; with the
+    target model's ``{key: shape}``, Linear weights become its 1x1 convs."""
     fmt = detect_format(state_dict)
-    return fmt, CONVERTERS[fmt](state_dict)
+    converted = CONVERTERS[fmt](state_dict)
+    if target_shapes is not None:
+        converted = fit_shapes(converted, target_shapes)
+    return fmt, converted
 
 
 def unwrap_checkpoint(checkpoint) -> StateDict:
@@ -128,3 +210,41 @@ def unwrap_checkpoint(checkpoint) -> StateDict:
 def output_norm_keys(keys: List[str]) -> List[str]:
     """Keys of output norms, which downstream heads may train from scratch."""
     return [k for k in keys if re.match(r'norm\d+\.', k)]
+
+
+def stage_layout(converted: StateDict) -> Tuple[List[int], List[int]]:
+    """Depths and widths of the four stages of a converted state dict (the
+    MLP input width is the stage width in every family and layout)."""
+    depths, dims = [0] * 4, [0] * 4
+    for key, value in converted.items():
+        m = re.match(r'stages\.(\d)\.blocks\.(\d+)\.mlp\.fc1\.weight$', key)
+        if m and int(m.group(1)) < 4:
+            i = int(m.group(1))
+            depths[i] = max(depths[i], int(m.group(2)) + 1)
+            dims[i] = int(value.shape[1])
+    return depths, dims
+
+
+def infer_families(fmt: str, state_dict: StateDict,
+                   converted: StateDict) -> List[str]:
+    """The families (keys of :data:`FAMILIES`) whose keys these are, from
+    the token-mixer weights and the recipe (the baselines normalise in the
+    stem); several when the difference has no weights, none when unknown."""
+    mixers = {m.group(1) for m in (re.search(r'\.token_mixer\.(\w+)', k)
+                                   for k in converted) if m}
+    for weight, family in (('affine', 'riformer'), ('qkv', 'caformer'),
+                           ('pwconv1', 'convformer'),
+                           ('random_matrix', 'randformer')):
+        if weight in mixers:
+            return [family]
+    if mixers:  # an ablation mixer (depthwise conv, spatial FC): no preset
+        return []
+    if any(k.startswith('stem.norm.') for k in converted):
+        # timm has no IdentityFormer, so its parameter-free mixer is pooling
+        return ['poolformerv2'] if fmt == 'timm' else [
+            'poolformerv2', 'identityformer']
+    if fmt == 'mmpretrain' and any('.norm_reparam.' in k for k in state_dict):
+        return ['riformer']  # deployed: the mixer folded into the norm
+    if fmt in ('official', 'timm', 'mmpretrain'):
+        return ['poolformer']
+    return ['poolformer', 'riformer']  # ours: a deployed RIFormer looks alike

@@ -13,6 +13,12 @@ class CheckpointMismatchError(ValueError):
     """A checkpoint whose keys or shapes do not fit the model."""
 
 
+def target_shapes(model: nn.Module) -> dict:
+    """``{key: shape}`` of the model's state dict, for
+    :func:`~mmpoolformer.checkpoint.convert.fit_shapes`."""
+    return {k: tuple(v.shape) for k, v in model.state_dict().items()}
+
+
 def load_backbone_checkpoint(model: nn.Module,
                              filename: str,
                              prefix: Optional[str] = None,
@@ -22,14 +28,14 @@ def load_backbone_checkpoint(model: nn.Module,
 
     ``prefix`` (e.g. ``'backbone.'``) selects a sub-model of a detector or
     classifier checkpoint. Output norms may be absent (ImageNet checkpoints
-    carry only the last one) and then keep their initialisation; any other
-    missing, unexpected or mis-shaped key raises
-    :class:`CheckpointMismatchError`.
+    carry only the last one, the official MetaFormer baselines none) and
+    then keep their initialisation; any other missing, unexpected or
+    mis-shaped key raises :class:`CheckpointMismatchError`.
     """
     state_dict = unwrap_checkpoint(_load_checkpoint(filename, map_location))
     if prefix:
         state_dict = strip_prefix(state_dict, prefix)
-    fmt, converted = convert_to_mmpoolformer(state_dict)
+    fmt, converted = convert_to_mmpoolformer(state_dict, target_shapes(model))
     own = model.state_dict()
     # output norms of stages this model does not return have no home
     unused = [k for k in output_norm_keys(list(converted)) if k not in own]
@@ -46,6 +52,44 @@ def load_backbone_checkpoint(model: nn.Module,
     return fmt
 
 
+def describe_arch(model: nn.Module) -> str:
+    """``PoolFormer arch 's24' (depths [...], embed_dims [...])``: the preset
+    whose depths and widths the model has, or just its shape."""
+    arch = getattr(model, 'arch_settings', None)
+    if arch is None:
+        return type(model).__name__
+    preset = next((name for name, a in getattr(model, 'arch_zoo', {}).items()
+                   if list(a['depths']) == list(arch['depths']) and
+                   list(a['embed_dims']) == list(arch['embed_dims'])), None)
+    deploy = ', deploy=True' if getattr(model, 'deploy', False) else ''
+    return (f'{type(model).__name__}' +
+            (f' arch {preset!r}' if preset else '') +
+            f' (depths {arch["depths"]}, embed_dims {arch["embed_dims"]}'
+            f'{deploy})')
+
+
+def _riformer_hint(model, missing, unexpected, mis_shaped) -> str:
+    """The keys of a training-time RIFormer and of a deployed one differ by
+    the affine mixers only: say which way to build the model."""
+    if mis_shaped or not hasattr(model, 'switch_to_deploy'):
+        return ''
+
+    def only_affine(keys):
+        return bool(keys) and all('.token_mixer.affine.' in k for k in keys)
+
+    if only_affine(missing) and not unexpected:
+        return ('  Only the affine token mixers are missing, as in a deployed '
+                'RIFormer checkpoint (mixers folded into norm1; PoolFormer '
+                'v1 has the same keys): build the model with deploy=True, or '
+                'load the training-time checkpoint and call '
+                'switch_to_deploy() afterwards.')
+    if only_affine(unexpected) and not missing:
+        return ('  The checkpoint is a training-time RIFormer (with '
+                'token_mixer.affine) but the model is deployed: build it '
+                'with deploy=False, load, then call switch_to_deploy().')
+    return ''
+
+
 def check_compatible(model: nn.Module, state_dict: dict, fmt: str,
                      source: str = 'checkpoint') -> None:
     """Raise one error listing every key that keeps ``state_dict`` out."""
@@ -58,15 +102,14 @@ def check_compatible(model: nn.Module, state_dict: dict, fmt: str,
                   if k in own and tuple(v.shape) != tuple(own[k].shape)]
     if not (missing or unexpected or mis_shaped):
         return
-    arch = getattr(model, 'arch_settings', None)
-    lines = [f'{source} ({fmt} format) does not fit {type(model).__name__}'
-             + (f' with depths {arch["depths"]}, embed_dims '
-                f'{arch["embed_dims"]}' if arch else '')
-             + '; is it a checkpoint of another arch?']
+    lines = [f'{source} ({fmt} format) does not fit the expected '
+             f'{describe_arch(model)}; is it a checkpoint of another arch '
+             f'or family?']
     for title, keys in (('missing keys', missing),
                         ('unexpected keys', unexpected),
                         ('shape mismatches', mis_shaped)):
         if keys:
             shown = ', '.join(keys[:8]) + (' ...' if len(keys) > 8 else '')
             lines.append(f'  {len(keys)} {title}: {shown}')
-    raise CheckpointMismatchError('\n'.join(lines))
+    hint = _riformer_hint(model, missing, unexpected, mis_shaped)
+    raise CheckpointMismatchError('\n'.join(lines + ([hint] if hint else [])))

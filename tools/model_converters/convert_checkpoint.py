@@ -1,0 +1,163 @@
+"""Convert a PoolFormer / MetaFormer-baseline / RIFormer checkpoint of any
+recognised layout into an mmpoolformer backbone checkpoint.
+
+    python tools/model_converters/convert_checkpoint.py SRC DST \
+        [--arch NAME] [--force]
+
+SRC may be an official sail-sg/poolformer or sail-sg/metaformer checkpoint,
+an mmpretrain, timm or mmpoolformer one (the layouts of
+``mmpoolformer/checkpoint/convert.py``). The layout is detected from the
+keys; the arch (``poolformer_s12``, ``poolformerv2_s12``,
+``identityformer_s12``, ``randformer_s12``, ``convformer_s18``,
+``caformer_s18``, ``riformer_s12``, ...) is inferred from the keys and shapes
+when only one preset fits, else ``--arch`` names it. The converted weights
+must load into that backbone with no key left over (output norms may be
+absent: they are then trained from scratch). DST is
+``{'state_dict': {'backbone.<key>': tensor}, 'meta': {...}}``, loadable with
+``init_cfg=dict(type='Pretrained', checkpoint=DST)``. SRC is never
+overwritten, nor an existing DST without ``--force``.
+"""
+import argparse
+import os
+import os.path as osp
+import pickle
+
+import torch
+from mmengine.runner import CheckpointLoader
+from mmengine.utils import track_iter_progress
+
+import mmpoolformer
+from mmpoolformer import models
+from mmpoolformer.checkpoint import (FAMILIES, CheckpointMismatchError,
+                                     check_compatible, convert_to_mmpoolformer,
+                                     fit_shapes, infer_families, stage_layout,
+                                     target_shapes, unwrap_checkpoint)
+from mmpoolformer.utils import ToolError, exit_on_tool_error
+
+
+def arch_names() -> dict:
+    """``{'poolformer_s12': ('PoolFormer', 's12'), ...}``."""
+    return {f'{family}_{preset}': (cls_name, preset)
+            for family, cls_name in FAMILIES.items()
+            for preset in getattr(models, cls_name).arch_zoo}
+
+
+def fitting_archs(families, depths, dims) -> list:
+    """Presets of ``families`` with these stage depths and widths."""
+    return [f'{family}_{preset}' for family in families
+            for preset, arch in getattr(models, FAMILIES[family]).arch_zoo.items()
+            if list(arch['depths']) == depths and
+            list(arch['embed_dims']) == dims]
+
+
+def choose_arch(requested, fmt, state_dict, converted, meta) -> str:
+    if requested:
+        return requested.lower()
+    depths, dims = stage_layout(converted)
+    found = fitting_archs(infer_families(fmt, state_dict, converted),
+                          depths, dims)
+    hint = (meta or {}).get('arch')  # written by this converter
+    if hint in found:
+        return hint
+    if len(found) == 1:
+        return found[0]
+    if found:
+        raise ToolError(
+            f'the {fmt}-format keys fit {" and ".join(found)} alike (they '
+            f'differ in no weight); pass --arch NAME.')
+    raise ToolError(
+        f'cannot infer the arch of this {fmt}-format checkpoint (depths '
+        f'{depths}, embed_dims {dims} match no preset of its family); pass '
+        f'--arch NAME, one of {", ".join(sorted(arch_names()))}.')
+
+
+def check_paths(src: str, dst: str, force: bool) -> None:
+    """Refuse before reading anything: the user's files stay untouched."""
+    is_url = '://' in src
+    if not is_url and not osp.isfile(src):
+        raise ToolError(f'SRC {src} is not a file.')
+    if not is_url and osp.realpath(src) == osp.realpath(dst):
+        raise ToolError(f'DST is SRC ({src}); refusing to overwrite the '
+                        f'source checkpoint, choose another DST.')
+    if osp.isdir(dst):
+        raise ToolError(f'DST {dst} is a directory; give a file name.')
+    if osp.exists(dst) and not force:
+        raise ToolError(f'DST {dst} exists; pass --force to overwrite it.')
+
+
+def convert(src: str, dst: str, arch=None) -> dict:
+    try:
+        checkpoint = CheckpointLoader.load_checkpoint(src, map_location='cpu')
+    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as err:
+        raise ToolError(f'cannot read {src} as a checkpoint: {err}') from None
+    try:
+        state_dict = unwrap_checkpoint(checkpoint)
+        fmt, converted = convert_to_mmpoolformer(state_dict)
+    except (TypeError, ValueError) as err:
+        raise ToolError(f'{src}: {err}') from None
+    meta = checkpoint.get('meta') if isinstance(checkpoint, dict) else None
+    name = choose_arch(arch, fmt, state_dict, converted,
+                       meta if isinstance(meta, dict) else None)
+    cls_name, preset = arch_names()[name]
+    kwargs = dict(arch=preset, init_cfg=None)
+    if cls_name == 'RIFormer':  # a checkpoint without mixers is deployed
+        kwargs['deploy'] = not any('.token_mixer.affine.' in k
+                                   for k in converted)
+    model = getattr(models, cls_name)(**kwargs)
+    converted = fit_shapes(converted, target_shapes(model))
+    try:
+        check_compatible(model, converted, fmt, src)
+    except CheckpointMismatchError as err:
+        raise ToolError(f'cannot convert to {name}: {err}') from None
+    model.load_state_dict(converted, strict=False)  # the proof it loads
+
+    print(f'{src}: {fmt} format -> {name} ({cls_name}); writing {dst}')
+    out = {}
+    for key, value in track_iter_progress(list(converted.items())):
+        out['backbone.' + key] = value.contiguous()
+    meta = dict(arch=name, type=cls_name, source=src, source_format=fmt,
+                converter='tools/model_converters/convert_checkpoint.py',
+                mmpoolformer_version=mmpoolformer.__version__)
+    if 'deploy' in kwargs:
+        meta['deploy'] = kwargs['deploy']
+    # write next to DST and rename: an interrupted run leaves DST as it was
+    os.makedirs(osp.dirname(osp.abspath(dst)), exist_ok=True)
+    tmp = f'{dst}.{os.getpid()}.tmp'
+    try:
+        torch.save(dict(state_dict=out, meta=meta), tmp)
+        os.replace(tmp, dst)
+    finally:
+        if osp.exists(tmp):
+            os.remove(tmp)
+    return meta
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        description='Convert a PoolFormer / MetaFormer checkpoint (official, '
+        'mmpretrain, timm or mmpoolformer layout) to an mmpoolformer '
+        'backbone checkpoint')
+    parser.add_argument('src', help='source checkpoint (path or URL)')
+    parser.add_argument('dst', help='output checkpoint path')
+    parser.add_argument(
+        '--arch', help='target backbone, e.g. poolformer_s12, '
+        'poolformerv2_s12, convformer_s18, caformer_s18, riformer_s12 '
+        '(default: inferred from the keys when only one fits)')
+    parser.add_argument('--force', action='store_true',
+                        help='overwrite an existing DST')
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> dict:
+    """Returns the ``meta`` written into DST."""
+    args = parse_args(argv)
+    with exit_on_tool_error(osp.basename(__file__)):
+        check_paths(args.src, args.dst, args.force)
+        if args.arch and args.arch.lower() not in arch_names():
+            raise ToolError(f'unknown --arch {args.arch!r}; choose one of '
+                            f'{", ".join(sorted(arch_names()))}.')
+        return convert(args.src, args.dst, args.arch)
+
+
+if __name__ == '__main__':
+    main()
