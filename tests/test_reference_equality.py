@@ -41,26 +41,36 @@ def test_equals_mmpretrain(arch):
     with torch.no_grad():
         expected = ref(X)
     _, outs = stage_outputs(ours, X)
-    assert len(outs) == len(expected) == 4
-    for i, (a, b) in enumerate(zip(outs, expected)):
-        assert a.shape == b.shape
+    assert_stages_equal(f'mmpretrain {arch}', outs, expected)
+
+
+def assert_stages_equal(label, ours, expected):
+    assert len(ours) == len(expected) == 4
+    for i, (a, b) in enumerate(zip(ours, expected)):
         diff = (a - b).abs().max().item()
-        print(f'mmpretrain {arch} stage {i}: max abs diff {diff:.2e}')
-        assert diff <= TOL
+        print(f'{label} stage {i}: max abs diff {diff:.2e}')
+        assert a.shape == b.shape and diff <= TOL
 
 
-@pytest.mark.parametrize('arch', ['s12', 'm36'])
-def test_equals_timm_features_only(arch):
+@pytest.mark.parametrize('timm_name, family, arch', [
+    ('poolformer_s12', 'PoolFormer', 's12'),
+    ('poolformer_m36', 'PoolFormer', 'm36'),
+    ('poolformerv2_s12', 'PoolFormerV2', 's12'),
+    ('convformer_s18', 'ConvFormer', 's18'),
+    ('caformer_s18', 'CAFormer', 's18'),
+])
+def test_equals_timm_features_only(timm_name, family, arch):
     import timm
-    full = randomise_(timm.create_model(f'poolformer_{arch}')).eval()
+    from mmpoolformer import models
+    full = randomise_(timm.create_model(timm_name)).eval()
     fmt, state_dict = convert_to_mmpoolformer(full.state_dict())
     assert fmt == 'timm'
-    ours = PoolFormer(arch).eval()
+    ours = getattr(models, family)(arch).eval()
     missing, unexpected = ours.load_state_dict(state_dict, strict=False)
     # timm has no output norms on the feature maps; everything else is shared
     assert not unexpected and all(k.startswith('norm') for k in missing)
 
-    features = timm.create_model(f'poolformer_{arch}', features_only=True).eval()
+    features = timm.create_model(timm_name, features_only=True).eval()
     # features_only flattens ``stages.i`` into ``stages_i``
     features.load_state_dict({k.replace('stages.', 'stages_'): v
                               for k, v in full.state_dict().items()
@@ -68,42 +78,11 @@ def test_equals_timm_features_only(arch):
     with torch.no_grad():
         expected = features(X)
     raw, outs = stage_outputs(ours, X)
-    assert len(expected) == 4
-    for i, (a, b) in enumerate(zip(raw, expected)):
-        diff = (a - b).abs().max().item()
-        print(f'timm {arch} stage {i}: max abs diff {diff:.2e}')
-        assert a.shape == b.shape and diff <= TOL
-        # the returned tensor is that stage map through its output norm
-        with torch.no_grad():
-            normed = getattr(ours, f'norm{i}')(b)
-        assert (outs[i] - normed).abs().max().item() <= TOL
-
-
-@pytest.mark.parametrize('timm_name, arch_cls, arch', [
-    ('poolformerv2_s12', 'PoolFormerV2', 's12'),
-    ('convformer_s18', 'ConvFormer', 's18'),
-    ('caformer_s18', 'CAFormer', 's18'),
-])
-def test_baselines_equal_timm_features_only(timm_name, arch_cls, arch):
-    import timm
-    from mmpoolformer import models
-    full = randomise_(timm.create_model(timm_name)).eval()
-    fmt, state_dict = convert_to_mmpoolformer(full.state_dict())
-    assert fmt == 'timm'
-    ours = getattr(models, arch_cls)(arch).eval()
-    missing, unexpected = ours.load_state_dict(state_dict, strict=False)
-    assert not unexpected and all(k.startswith('norm') for k in missing)
-    features = timm.create_model(timm_name, features_only=True).eval()
-    features.load_state_dict({k.replace('stages.', 'stages_'): v
-                              for k, v in full.state_dict().items()
-                              if not k.startswith('head.')})
+    assert_stages_equal(f'timm {timm_name}', raw, expected)
+    # each returned tensor is that stage map through its output norm
     with torch.no_grad():
-        expected = features(X)
-    raw, _ = stage_outputs(ours, X)
-    for i, (a, b) in enumerate(zip(raw, expected)):
-        diff = (a - b).abs().max().item()
-        print(f'timm {timm_name} stage {i}: max abs diff {diff:.2e}')
-        assert a.shape == b.shape and diff <= TOL
+        normed = [getattr(ours, f'norm{i}')(b) for i, b in enumerate(expected)]
+    assert_stages_equal(f'timm {timm_name} + output norms', outs, normed)
 
 
 @pytest.mark.parametrize('deploy', [False, True])
@@ -122,10 +101,7 @@ def test_riformer_equals_mmpretrain(deploy):
     with torch.no_grad():
         expected = ref(X)
     _, outs = stage_outputs(ours, X)
-    for i, (a, b) in enumerate(zip(outs, expected)):
-        diff = (a - b).abs().max().item()
-        print(f'mmpretrain RIFormer deploy={deploy} stage {i}: max abs diff {diff:.2e}')
-        assert a.shape == b.shape and diff <= TOL
+    assert_stages_equal(f'mmpretrain RIFormer deploy={deploy}', outs, expected)
 
 
 def test_riformer_switch_to_deploy_keeps_outputs():
@@ -137,7 +113,4 @@ def test_riformer_switch_to_deploy_keeps_outputs():
         after = model(X)
     assert all(isinstance(b.token_mixer, torch.nn.Identity)
                for s in model.stages for b in s.blocks)
-    for i, (a, b) in enumerate(zip(before, after)):
-        diff = (a - b).abs().max().item()
-        print(f'RIFormer switch_to_deploy stage {i}: max abs diff {diff:.2e}')
-        assert diff <= TOL
+    assert_stages_equal('RIFormer switch_to_deploy', after, before)

@@ -136,6 +136,15 @@ def resample_token_matrix(matrix: torch.Tensor, size: Tuple[int, int],
     return m.reshape(h * w, h * w).t()
 
 
+def square_grid(num_tokens: int) -> Tuple[int, int]:
+    """The (side, side) grid of the papers' fixed token count."""
+    side = int(round(num_tokens**0.5))
+    if side * side != num_tokens:
+        raise ValueError(f'num_tokens must be a square number (a square '
+                         f'grid), got {num_tokens}.')
+    return side, side
+
+
 class RandomMixing(nn.Module):
     """RandFormer's mixer: a frozen random row-stochastic token matrix.
 
@@ -148,11 +157,7 @@ class RandomMixing(nn.Module):
 
     def __init__(self, dim: int, num_tokens: int = 196):
         super().__init__()
-        side = int(round(num_tokens**0.5))
-        if side * side != num_tokens:
-            raise ValueError(f'num_tokens must be a square number (a square '
-                             f'grid), got {num_tokens}.')
-        self.base = (side, side)
+        self.base = square_grid(num_tokens)
         self.random_matrix = nn.Parameter(
             torch.softmax(torch.rand(num_tokens, num_tokens), dim=-1),
             requires_grad=False)
@@ -173,11 +178,7 @@ class SpatialFC(nn.Module):
 
     def __init__(self, dim: int, num_tokens: int = 196):
         super().__init__()
-        side = int(round(num_tokens**0.5))
-        if side * side != num_tokens:
-            raise ValueError(f'num_tokens must be a square number (a square '
-                             f'grid), got {num_tokens}.')
-        self.base = (side, side)
+        self.base = square_grid(num_tokens)
         self.weight = nn.Parameter(torch.eye(num_tokens) +
                                    0.02 * torch.randn(num_tokens, num_tokens))
         self.bias = nn.Parameter(torch.zeros(num_tokens))
@@ -495,12 +496,11 @@ class MetaFormer(BaseModule):
     # ------------------------------------------------------------------ setup
     @classmethod
     def parse_arch(cls, arch, overrides=None) -> dict:
-        name = type(cls).__name__ if not isinstance(cls, type) else cls.__name__
         if isinstance(arch, str):
             key = arch.lower()
             if key not in cls.arch_zoo:
                 raise ValueError(
-                    f'Unknown {name} arch {arch!r}; choose one of '
+                    f'Unknown {cls.__name__} arch {arch!r}; choose one of '
                     f'{sorted(cls.arch_zoo)} or pass a dict with "depths" and '
                     f'"embed_dims".')
             arch = cls.arch_zoo[key]
