@@ -8,5 +8,5 @@ install:
 test: install
 	$(PY) -m pytest tests -q -p no:cacheprovider
 
-demo: install
-	$(PY) tools/demo.py
+demo: install  # make demo ARGS="--task seg" for Semantic FPN
+	$(PY) tools/demo.py $(ARGS)
