@@ -1,6 +1,12 @@
-"""The configs in configs/: they load through mmdet::/mmseg::/mmpretrain::
-inheritance, build and run in their scope, wire channels right and carry the
-official hyperparameters; plus tools/analysis_tools/get_flops.py."""
+"""The configs in configs/ (recursively): they load through mmdet::/mmseg::/
+mmpretrain:: inheritance, build and run in their scope, wire channels right
+and carry the official hyperparameters; the PoolFormer-paper ablations change
+only their component; plus tools/analysis_tools/get_flops.py.
+
+Layout: configs/*.py are PoolFormer v1 (ImageNet, RetinaNet, Mask R-CNN,
+Semantic FPN); configs/ablations/ the PoolFormer paper's ablation rows (and a
+hybrid RetinaNet); configs/metaformer/ the MetaFormer family (PoolFormerV2,
+IdentityFormer, RandFormer, ConvFormer, CAFormer, RIFormer)."""
 import importlib
 import re
 import sys
@@ -14,37 +20,128 @@ from mmengine.registry import init_default_scope
 from helpers import randomise_
 
 ROOT = Path(__file__).resolve().parents[1]
-CONFIGS = sorted(p.name for p in (ROOT / 'configs').glob('*.py'))
+CONFIG_DIR = ROOT / 'configs'
+CONFIGS = sorted(p.relative_to(CONFIG_DIR).as_posix()
+                 for p in CONFIG_DIR.rglob('*.py'))
 RELEASE = ('https://github.com/sail-sg/poolformer/releases/download/v1.0/'
            'poolformer_{}.pth.tar')
+ABLATION_RELEASE = ('https://github.com/sail-sg/poolformer/releases/download/'
+                    'v1.0/metaformer_{}.pth.tar')
+# sail-sg/metaformer README: https://huggingface.co/sail/dl/resolve/main/...
+BASELINE_RELEASE = ('https://huggingface.co/sail/dl/resolve/main/'
+                    '{0}/{0}_{1}.pth')
+RIFORMER_RELEASE = ('https://download.openmmlab.com/mmclassification/v1/'
+                    'riformer/riformer-s12_32xb128_in1k_20230406-6741ce71.pth')
 
-# family: (scope, optimizer type, lr, weight decay, total batch, loop length)
-FAMILIES = {
+# task: (scope, optimizer type, lr, weight decay, total batch, loop length)
+TASKS = {
     'retinanet': ('mmdet', 'AdamW', 1e-4, 1e-4, 16, dict(max_epochs=12)),
     'mask_rcnn': ('mmdet', 'AdamW', 2e-4, 1e-4, 16, dict(max_epochs=12)),
     'fpn': ('mmseg', 'AdamW', 2e-4, 1e-4, 32, dict(max_iters=40000)),
-    'poolformer': ('mmpretrain', 'AdamW', 4e-3, 0.05, 4096,
-                   dict(max_epochs=300)),
+    # mmseg's Swin-T UperNet ADE20K 160k recipe (no official MetaFormer one)
+    'upernet': ('mmseg', 'AdamW', 6e-5, 0.01, 16, dict(max_iters=160000)),
+    'in1k': ('mmpretrain', None, None, 0.05, 4096, dict(max_epochs=300)),
 }
 # the paper's stochastic depth on ImageNet
 IN1K_DROP_PATH = dict(s12=0.1, s24=0.1, s36=0.2, m36=0.3, m48=0.4)
 EMBED_DIMS = dict(s12=[64, 128, 320, 512], s24=[64, 128, 320, 512],
                   s36=[64, 128, 320, 512], m36=[96, 192, 384, 768],
-                  m48=[96, 192, 384, 768])
+                  m48=[96, 192, 384, 768], s18=[64, 128, 320, 512])
 DEPTHS = dict(s12=[2, 2, 6, 2], s24=[4, 4, 12, 4], s36=[6, 6, 18, 6],
-              m36=[6, 6, 18, 6], m48=[8, 8, 24, 8])
+              m36=[6, 6, 18, 6], m48=[8, 8, 24, 8], s18=[3, 3, 9, 3])
+CLASSES = dict(poolformer='PoolFormer', poolformerv2='PoolFormerV2',
+               identityformer='IdentityFormer', randformer='RandFormer',
+               convformer='ConvFormer', caformer='CAFormer',
+               riformer='RIFormer')
+
+# PoolFormer paper, Table 5 (PoolFormer-S12 base: 11.9M, 1.8G, 77.2):
+# variant: (params M, MACs G, top-1, released-checkpoint name or None)
+ABLATIONS = {
+    'identity': (11.9, 1.8, 74.3, 'id_s12'),
+    'globalrandom': (11.9, 3.3, 75.8, None),  # + 21M frozen parameters
+    'dwconv': (11.9, 1.8, 78.1, None),
+    'pool5': (11.9, 1.8, 77.2, None),
+    'pool7': (11.9, 1.8, 77.1, None),
+    'pool9': (11.9, 1.8, 76.8, None),
+    'layernorm': (11.9, 1.8, 76.5, None),
+    'batchnorm': (11.9, 1.8, 76.4, None),
+    'nonorm': (11.9, 1.8, 46.1, None),
+    'relu': (11.9, 1.8, 76.4, None),
+    'silu': (11.9, 1.8, 77.2, None),
+    'pppa': (14.0, 1.9, 78.3, 'pppa_s12_224'),
+    'ppaa': (16.5, 2.5, 81.0, 'ppaa_s12_224'),
+    'pppf': (11.9, 1.8, 77.5, 'pppf_s12_224'),
+    'ppff': (12.2, 1.9, 77.9, 'ppff_s12_224'),
+}
+P, A, I, F = 'Pooling', 'Attention', 'IdentityMixer', 'SpatialFC'
+GN, LN = ('GroupNorm1', 1e-5), ('LayerNorm2d', 1e-5)
+# variant: (mixer per stage, (block norm, eps), MLP activation, pool size)
+ABLATION_STRUCTURE = {
+    'identity': ([I] * 4, GN, 'GELU', None),
+    'globalrandom': (['RandomMixing'] * 4, GN, 'GELU', None),
+    'dwconv': (['DepthwiseConv'] * 4, GN, 'GELU', None),
+    'pool5': ([P] * 4, GN, 'GELU', 5),
+    'pool7': ([P] * 4, GN, 'GELU', 7),
+    'pool9': ([P] * 4, GN, 'GELU', 9),
+    'layernorm': ([P] * 4, LN, 'GELU', 3),
+    'batchnorm': ([P] * 4, ('BatchNorm2d', 1e-5), 'GELU', 3),
+    'nonorm': ([P] * 4, ('Identity', None), 'GELU', 3),
+    'relu': ([P] * 4, GN, 'ReLU', 3),
+    'silu': ([P] * 4, GN, 'SiLU', 3),
+    # the official hybrid attention models use LayerNormChannel throughout
+    'pppa': ([P, P, P, A], LN, 'GELU', 3),
+    'ppaa': ([P, P, A, A], LN, 'GELU', 3),
+    'pppf': ([P, P, P, F], GN, 'GELU', 3),
+    'ppff': ([P, P, F, F], GN, 'GELU', 3),
+}
+# MetaFormer-family ImageNet configs (sail-sg/metaformer scripts/, train.py
+# defaults; RIFormer: PoolFormer's recipe as mmpretrain's):
+# (optimizer, lr, warm-up epochs, grad clip, drop path, test resize, top-1)
+FAMILY_IN1K = {
+    'poolformerv2_s12': ('AdamW', 4e-3, 5, dict(max_norm=5.0), 0.1, 224, 78.0),
+    'identityformer_s12': ('AdamW', 4e-3, 5, dict(max_norm=5.0), 0.1, 224,
+                           74.6),
+    'randformer_s12': ('AdamW', 4e-3, 5, dict(max_norm=5.0), 0.1, 224, 76.6),
+    'convformer_s18': ('AdamW', 4e-3, 20, dict(max_norm=5.0), 0.2, 224, 83.0),
+    # timm's / mmpretrain's Lamb clips the global grad norm to 1 itself
+    'caformer_s18': ('Lamb', 8e-3, 20, None, 0.15, 224, 83.6),
+    'riformer_s12': ('AdamW', 4e-3, 5, dict(max_norm=5.0), 0.1, 248, 76.9),
+}
 
 
-def parse_name(name):
-    m = re.match(r'(retinanet|mask_rcnn|fpn|poolformer)_poolformer_'
-                 r'|(poolformer)_', name)
-    family = m.group(1) or m.group(2)
-    arch = re.search(r'_(s12|s24|s36|m36|m48)_', name).group(1)
-    return family, arch
+def describe(name):
+    """What a config must hold, from its path: task, backbone class and
+    arch, checkpoint URL and, for ablations, the variant."""
+    path = Path(name)
+    stem = path.stem
+    m = re.match(r'(retinanet|mask_rcnn|fpn|upernet)_', stem)
+    task = m.group(1) if m else 'in1k'
+    folder = path.parent.name or 'poolformer'
+    family, arch = re.search(
+        r'(poolformerv2|identityformer|randformer|convformer|caformer|'
+        r'riformer|poolformer)_(s12|s18|s24|s36|m36|m48)', stem).groups()
+    desc = dict(task=task, folder=folder, family=family, arch=arch,
+                variant=None)
+    if folder == 'ablations':
+        variant = re.search(r'_s12_([a-z0-9]+)_(in1k|coco)$', stem).group(1)
+        desc['variant'] = variant
+        ckpt = ABLATIONS[variant][3]
+        desc['checkpoint'] = ckpt and ABLATION_RELEASE.format(ckpt)
+        uses_pooling_class = variant.startswith(('pool', 'layernorm',
+                                                 'batchnorm', 'relu', 'silu'))
+        desc['type'] = 'PoolFormer' if uses_pooling_class else 'MetaFormer'
+    elif family == 'poolformer':
+        desc.update(type='PoolFormer', checkpoint=RELEASE.format(arch))
+    elif family == 'riformer':
+        desc.update(type='RIFormer', checkpoint=RIFORMER_RELEASE)
+    else:
+        desc.update(type=CLASSES[family],
+                    checkpoint=BASELINE_RELEASE.format(family, arch))
+    return desc
 
 
 def load(name, **backbone):
-    cfg = Config.fromfile(str(ROOT / 'configs' / name))
+    cfg = Config.fromfile(str(CONFIG_DIR / name))
     cfg.model.backbone.init_cfg = None  # no download
     cfg.model.backbone.update(backbone)
     return cfg
@@ -63,38 +160,73 @@ def det_samples(shape, n=1):
     return [DetDataSample(metainfo=meta) for _ in range(n)]
 
 
+def import_get_flops():
+    sys.path.insert(0, str(ROOT / 'tools' / 'analysis_tools'))
+    try:
+        return importlib.import_module('get_flops')
+    finally:
+        sys.path.pop(0)
+
+
 def test_every_family_and_arch_has_a_config():
     expected = {f'{f}_poolformer_{a}_coco.py' for f in ('retinanet', 'mask_rcnn')
                 for a in ('s12', 's24', 's36')}
-    expected |= {f'fpn_poolformer_{a}_ade20k.py' for a in EMBED_DIMS}
-    expected |= {f'poolformer_{a}_in1k.py' for a in EMBED_DIMS}
+    expected |= {f'fpn_poolformer_{a}_ade20k.py' for a in IN1K_DROP_PATH}
+    expected |= {f'poolformer_{a}_in1k.py' for a in IN1K_DROP_PATH}
+    expected |= {f'ablations/poolformer_s12_{v}_in1k.py' for v in ABLATIONS}
+    expected.add('ablations/retinanet_poolformer_s12_ppaa_coco.py')
+    expected |= {f'metaformer/{n}_in1k.py' for n in FAMILY_IN1K}
+    expected |= {f'metaformer/{task}_{family}_s18_{data}.py'
+                 for family in ('convformer', 'caformer')
+                 for task, data in (('retinanet', 'coco'),
+                                    ('mask_rcnn', 'coco'), ('fpn', 'ade20k'),
+                                    ('upernet', 'ade20k'))}
     assert set(CONFIGS) == expected
 
 
 @pytest.mark.parametrize('name', CONFIGS)
 def test_config_hyperparameters(name):
-    family, arch = parse_name(name)
-    scope, opt, lr, wd, batch, loop = FAMILIES[family]
-    cfg = Config.fromfile(str(ROOT / 'configs' / name))
+    desc = describe(name)
+    task, arch = desc['task'], desc['arch']
+    scope, opt, lr, wd, batch, loop = TASKS[task]
+    cfg = Config.fromfile(str(CONFIG_DIR / name))
     assert cfg.default_scope == scope
     assert cfg.custom_imports == dict(imports=['mmpoolformer'],
                                       allow_failed_imports=False)
     backbone = cfg.model.backbone
-    assert backbone.type == 'mmpoolformer.PoolFormer'
-    assert backbone.arch == arch and backbone.frozen_stages == -1
-    assert cfg.checkpoint_file == RELEASE.format(arch)
-    if family == 'poolformer':
+    assert backbone.type == f'mmpoolformer.{desc["type"]}'
+    if isinstance(backbone.arch, str):
+        assert backbone.arch == arch
+    else:  # an explicit S12 arch dict (ablations of the token mixer / norm)
+        assert (backbone.arch.depths, backbone.arch.embed_dims) == \
+            (DEPTHS[arch], EMBED_DIMS[arch])
+    assert backbone.frozen_stages == -1
+    assert cfg.checkpoint_file == desc['checkpoint']
+    if task == 'in1k':
         # trained from scratch with the backbone's own (timm) init
         assert 'init_cfg' not in backbone
-        assert backbone.drop_path_rate == IN1K_DROP_PATH[arch]
+        assert backbone.out_indices == (3, )
+        family = f'{desc["family"]}_{arch}'
+        if family in FAMILY_IN1K:
+            opt, lr, warmup, clip, drop_path, resize, _ = FAMILY_IN1K[family]
+        else:  # PoolFormer v1 and its ablations
+            opt, lr, warmup, clip = 'AdamW', 4e-3, 5, dict(max_norm=5.0)
+            drop_path = IN1K_DROP_PATH[arch]
+            # crop_pct 0.9 for S, 0.95 for M models and the hybrid models
+            # whose timm default_cfg says so (timm's defaults)
+            resize = 236 if arch[0] == 'm' or desc['variant'] in (
+                'pppa', 'ppaa', 'ppff') else 248
+        assert backbone.drop_path_rate == drop_path
     else:
         assert backbone.init_cfg == dict(type='Pretrained',
-                                         checkpoint=RELEASE.format(arch))
-        assert backbone.drop_path_rate == 0.
+                                         checkpoint=desc['checkpoint'])
+        assert backbone.drop_path_rate == (0.3 if task == 'upernet' else 0.)
     optimizer = cfg.optim_wrapper.optimizer
     assert (optimizer.type, optimizer.lr, optimizer.weight_decay) == (opt, lr, wd)
     assert set(optimizer) <= {'type', 'lr', 'weight_decay', 'eps', 'betas',
                               '_scope_'}  # no SGD momentum left over
+    if opt == 'Lamb':
+        assert (optimizer.betas, optimizer.eps) == ((0.9, 0.999), 1e-6)
     # fp32 as the official runs; AmpOptimWrapper would also fail on CPU
     assert cfg.optim_wrapper.get('type', 'OptimWrapper') == 'OptimWrapper'
     assert cfg.auto_scale_lr.base_batch_size == batch
@@ -103,62 +235,93 @@ def test_config_hyperparameters(name):
     for key, value in loop.items():
         assert cfg.train_cfg[key] == value
     schedulers = {s['type']: s for s in cfg.param_scheduler}
-    if family in ('retinanet', 'mask_rcnn'):
+    if task in ('retinanet', 'mask_rcnn'):
         assert schedulers['LinearLR']['end'] == 500
         assert schedulers['LinearLR']['start_factor'] == 0.001
         assert schedulers['MultiStepLR']['milestones'] == [8, 11]
         resize = [t for t in cfg.train_pipeline if t['type'] == 'Resize'][0]
         assert resize['scale'] == (1333, 800)
-    elif family == 'fpn':
-        poly = schedulers['PolyLR']
-        assert (poly['power'], poly['eta_min'], poly['end']) == (0.9, 0., 40000)
+    elif task in ('fpn', 'upernet'):
         assert cfg.crop_size == (512, 512)
         assert cfg.model.decode_head.num_classes == 150
-        assert {'type': 'ResizeToMultiple', 'size_divisor': 32} in \
-            cfg.test_dataloader.dataset.pipeline
+        poly = schedulers['PolyLR']
+        if task == 'fpn':
+            assert {'type': 'ResizeToMultiple', 'size_divisor': 32} in \
+                cfg.test_dataloader.dataset.pipeline
+            assert (poly['power'], poly['eta_min'], poly['end']) == \
+                (0.9, 0., 40000)
+        else:
+            # Swin's: 1500 linear warm-up iterations from 1e-6 x lr, then
+            # linear (power 1) decay to 0
+            warmup = schedulers['LinearLR']
+            assert (warmup['start_factor'], warmup['end']) == (1e-6, 1500)
+            assert (poly['power'], poly['eta_min'], poly['begin'],
+                    poly['end']) == (1.0, 0., 1500, 160000)
+            assert optimizer.betas == (0.9, 0.999)
+            assert cfg.train_cfg.val_interval == 16000
+            keys = cfg.optim_wrapper.paramwise_cfg.custom_keys
+            assert keys['norm'] == keys['scale'] == dict(decay_mult=0.)
     else:
-        assert schedulers['LinearLR']['end'] == 5
-        assert schedulers['CosineAnnealingLR']['begin'] == 5
-        assert cfg.optim_wrapper.clip_grad == dict(max_norm=5.0)
+        # warm-up from timm's warmup_lr 1e-6, cosine to min_lr 1e-5
+        linear = schedulers['LinearLR']
+        cosine = schedulers['CosineAnnealingLR']
+        assert linear['start_factor'] * lr == pytest.approx(1e-6)
+        assert linear['end'] == cosine['begin'] == warmup
+        assert cosine['eta_min'] == 1e-5
+        assert cfg.optim_wrapper.get('clip_grad') == clip
+        # no decay on norms, biases and other 1-D parameters (timm)
+        paramwise = cfg.optim_wrapper.paramwise_cfg
+        assert paramwise.norm_decay_mult == paramwise.bias_decay_mult == \
+            paramwise.flat_decay_mult == 0.
         assert cfg.model.head.loss.label_smooth_val == 0.1
         assert [(a.type, a.alpha) for a in cfg.model.train_cfg.augments] == \
             [('Mixup', 0.8), ('CutMix', 1.0)]
         train = {t['type']: t for t in cfg.train_dataloader.dataset.pipeline}
+        assert train['RandomResizedCrop']['scale'] == 224
         assert train['RandAugment']['magnitude_level'] == 9
         assert train['RandomErasing']['erase_prob'] == 0.25
-        # crop_pct 0.9 for S, 0.95 for M models (timm's defaults)
-        test = {t['type']: t for t in cfg.test_dataloader.dataset.pipeline}
-        assert test['ResizeEdge']['scale'] == (248 if arch[0] == 's' else 236)
+        for loader in (cfg.val_dataloader, cfg.test_dataloader):
+            test = {t['type']: t for t in loader.dataset.pipeline}
+            assert test['ResizeEdge']['scale'] == resize
+            assert test['CenterCrop']['crop_size'] == 224
 
 
 @pytest.mark.parametrize('name', CONFIGS)
 def test_config_builds_and_runs(name):
-    family, arch = parse_name(name)
+    desc = describe(name)
+    task, arch = desc['task'], desc['arch']
     model = build(load(name)).eval()
     backbone = model.backbone
     assert type(backbone).__module__.startswith('mmpoolformer')
+    assert type(backbone).__name__ == desc['type']
     assert backbone.depths == DEPTHS[arch]
-    dims = [backbone.embed_dims[i] for i in backbone.out_indices]
     assert backbone.embed_dims == EMBED_DIMS[arch]
+    dims = [backbone.embed_dims[i] for i in backbone.out_indices]
 
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
-        if family == 'poolformer':
+        if task == 'in1k':
             assert backbone.out_indices == (3, )
             assert model.head.fc.in_features == dims[-1]
             out = model(x, mode='tensor')
             assert out.shape == (1, 1000)
             outs = [out]
         else:
-            assert model.neck.in_channels == dims
-            if family == 'mask_rcnn':
+            if task == 'upernet':
+                assert model.decode_head.in_channels == dims
+                assert model.decode_head.in_index == [0, 1, 2, 3]
+                aux = model.auxiliary_head
+                assert aux.in_channels == dims[aux.in_index] == dims[2]
+            else:
+                assert model.neck.in_channels == dims
+            if task == 'mask_rcnn':
                 (cls, box, mask), = model(x, det_samples((64, 64)),
                                           mode='tensor')
                 n = cls.shape[0]
                 assert n > 0 and cls.shape == (n, 81) and box.shape == (n, 320)
                 assert mask.shape == (min(n, 100), 80, 28, 28)
                 outs = [cls, box, mask]
-            elif family == 'retinanet':
+            elif task == 'retinanet':
                 cls, box = model(x, mode='tensor')
                 # strides 8-128; 9 anchors x 80 classes / x 4 coordinates
                 assert [tuple(c.shape) for c in cls] == [
@@ -172,6 +335,160 @@ def test_config_builds_and_runs(name):
     assert all(torch.isfinite(o).all() for o in outs)
 
 
+# ------------------------------------------------ PoolFormer-paper ablations
+def _strip(cfg_dict):
+    """A config without what an ablation may change: the backbone, the
+    released-weights URL, config-level helper variables and the eval crop."""
+    cfg_dict = dict(cfg_dict)
+    cfg_dict['model'] = {k: v for k, v in cfg_dict['model'].items()
+                         if k != 'backbone'}
+    for key in ('checkpoint_file', 'pool', 'attention', 'layer_norm',
+                'test_pipeline'):
+        cfg_dict.pop(key, None)
+    for key in ('val_dataloader', 'test_dataloader'):
+        loader = dict(cfg_dict[key])
+        loader['dataset'] = {k: v for k, v in loader['dataset'].items()
+                             if k != 'pipeline'}
+        cfg_dict[key] = loader
+    return cfg_dict
+
+
+ABLATION_IN1K = [f'ablations/poolformer_s12_{v}_in1k.py' for v in ABLATIONS]
+
+
+@pytest.mark.parametrize('name', ABLATION_IN1K)
+def test_ablation_changes_only_its_component(name):
+    """Each ablation is PoolFormer-S12 with its recipe, bar one component:
+    same recipe, same parameters outside the mixers and norms, the mixers,
+    norms and activations of the paper's row, and its parameter count."""
+    variant = describe(name)['variant']
+    base = Config.fromfile(str(CONFIG_DIR / 'poolformer_s12_in1k.py'))
+    cfg = Config.fromfile(str(CONFIG_DIR / name))
+    assert _strip(cfg.to_dict()) == _strip(base.to_dict())
+    text = (CONFIG_DIR / name).read_text()
+    params_m, macs_g, top1, _ = ABLATIONS[variant]
+    assert f'top-1 {top1}' in text and f'{macs_g}G MACs' in text
+
+    model, reference = build(load(name)), build(base)
+    mixers, (norm, eps), act, pool_size = ABLATION_STRUCTURE[variant]
+    for i, stage in enumerate(model.backbone.stages):
+        assert not stage.tokens_last  # NCHW maps, also for attention
+        for block in stage.blocks:
+            assert type(block.token_mixer).__name__ == mixers[i]
+            if pool_size:
+                if mixers[i] == 'Pooling':
+                    assert block.token_mixer.pool.kernel_size == pool_size
+            for n in (block.norm1, block.norm2, model.backbone.norm3):
+                assert type(n).__name__ == norm
+                assert getattr(n, 'eps', None) == eps
+            assert type(block.mlp.act).__name__ == act
+            if mixers[i] == 'Attention':
+                # heads of 32 channels, qkv without and proj with bias
+                dim = block.mlp.fc1.in_channels
+                assert block.token_mixer.num_heads == dim // 32
+                assert block.token_mixer.qkv.bias is None
+                assert block.token_mixer.proj.bias is not None
+
+    def rest(m):  # parameters outside the token mixers and the norms
+        return {k: tuple(v.shape) for k, v in m.state_dict().items()
+                if '.token_mixer.' not in k and 'norm' not in k}
+    assert rest(model) == rest(reference)
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    assert round(trainable / 1e6, 1) == params_m
+
+
+def test_global_random_matrix_ablation_at_224():
+    """The paper's 21M frozen parameters and 3.3G MACs: one frozen matrix
+    per block over all tokens of its 224x224 grid."""
+    name = 'ablations/poolformer_s12_globalrandom_in1k.py'
+    model = build(load(name)).eval()
+    frozen = {n: p for n, p in model.named_parameters() if not p.requires_grad}
+    grids = [56, 28, 14, 7]
+    assert sum(p.numel() for p in frozen.values()) == sum(
+        (g * g)**2 * d for g, d in zip(grids, DEPTHS['s12'])) == 21_133_602
+    assert all(n.endswith('token_mixer.random_matrix') for n in frozen)
+    # 85 MB of fp32: the stage-1 matrices (3136^2) dominate
+    assert sum(p.numel() * p.element_size() for p in frozen.values()) < 90e6
+    for stage, g in zip(model.backbone.stages, grids):
+        matrix = stage.blocks[0].token_mixer.random_matrix
+        assert matrix.shape == (g * g, g * g)
+        torch.testing.assert_close(matrix.sum(-1), torch.ones(g * g))
+
+    rows = import_get_flops().get_flops(load(name), (224, 224))
+    assert round(rows['whole model']['flops'] / 1e9, 1) == 3.3
+    assert round(rows['backbone']['flops'] / 1e9, 1) == 3.3
+
+
+# ------------------------------------------------------- MetaFormer family
+@pytest.mark.parametrize('name', sorted(f'metaformer/{n}_in1k.py'
+                                        for n in FAMILY_IN1K))
+def test_family_in1k_configs(name):
+    """Paper top-1 named in the comment, the family's optimizer built in
+    mmpretrain's scope with no decay on 1-D parameters, the MetaFormer-
+    baselines block design."""
+    from mmengine.optim import build_optim_wrapper
+    desc = describe(name)
+    opt, lr, *_, top1 = FAMILY_IN1K[f'{desc["family"]}_{desc["arch"]}']
+    assert f'top-1 {top1}' in (CONFIG_DIR / name).read_text()
+    cfg = load(name)
+    model = build(cfg)
+    wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
+    assert type(wrapper.optimizer).__name__ == opt
+    decay = {}
+    for group in wrapper.optimizer.param_groups:
+        for p in group['params']:
+            decay[id(p)] = group['weight_decay']
+    for n, p in model.named_parameters():
+        if p.requires_grad:
+            assert decay[id(p)] == (0. if p.ndim == 1 else 0.05), n
+    backbone = model.backbone
+    block = backbone.stages[-1].blocks[0]
+    if desc['family'] == 'riformer':
+        assert type(block.token_mixer).__name__ == 'Affine'
+        assert type(block.layer_scale1).__name__ == 'Scale'
+        return
+    # StarReLU MLPs without bias, residual scales in stages 3-4 only,
+    # LayerNorm without bias in the stem and before each downsampling
+    assert type(block.mlp.act).__name__ == 'StarReLU'
+    assert block.mlp.fc1.bias is None
+    assert [type(s.blocks[0].res_scale1).__name__
+            for s in backbone.stages] == ['Identity'] * 2 + ['Scale'] * 2
+    assert backbone.stem.norm.bias is None
+    assert all(s.downsample.norm.bias is None for s in backbone.stages[1:])
+
+
+def test_riformer_config_deploys_to_the_same_classifier():
+    model = build(load('metaformer/riformer_s12_in1k.py')).eval()
+    randomise_(model.backbone)
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        before = model(x, mode='tensor')
+        model.backbone.switch_to_deploy()
+        after = model(x, mode='tensor')
+    assert all(type(b.token_mixer).__name__ == 'Identity'
+               for s in model.backbone.stages for b in s.blocks)
+    torch.testing.assert_close(before, after, rtol=1e-4, atol=1e-4)
+
+
+def test_upernet_exempts_norms_and_scales_from_weight_decay():
+    from mmengine.optim import build_optim_wrapper
+    cfg = load('metaformer/upernet_convformer_s18_ade20k.py')
+    model = build(cfg)
+    wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
+    decay = {id(p): g['weight_decay'] for g in wrapper.optimizer.param_groups
+             for p in g['params']}
+    named = dict(model.named_parameters())
+    for n in ('backbone.stages.2.blocks.0.res_scale1.scale',
+              'backbone.stages.0.blocks.0.token_mixer.act1.scale',
+              'backbone.stages.0.blocks.0.norm1.weight',
+              'backbone.norm2.bias'):
+        assert decay[id(named[n])] == 0., n
+    for n in ('backbone.stages.0.blocks.0.mlp.fc1.weight',
+              'decode_head.conv_seg.weight'):
+        assert decay[id(named[n])] == 0.01, n
+
+
+# --------------------------------------------------------------- detection
 def test_retinanet_trains_every_backbone_and_neck_parameter():
     """Stages 1-3 + FPN(start_level=0) equals the official all-stage +
     FPN(start_level=1) network, and leaves no parameter without a gradient,
@@ -234,13 +551,36 @@ def test_retinanet_trains_every_backbone_and_neck_parameter():
     assert unused == ['backbone.norm0.weight', 'backbone.norm0.bias']
 
 
+def test_hybrid_retinanet_runs_attention_at_a_detection_size():
+    """The hybrid RetinaNet on a non-square input whose stage-3 grid
+    (8x12 tokens) differs from ImageNet's: attention is global over
+    whatever grid comes; stage 2 (pooling) is unchanged."""
+    name = 'ablations/retinanet_poolformer_s12_ppaa_coco.py'
+    model = build(load(name)).eval()
+    mixers = [type(s.blocks[0].token_mixer).__name__
+              for s in model.backbone.stages]
+    assert mixers == ['Pooling', 'Pooling', 'Attention', 'Attention']
+    assert model.backbone.out_indices == (1, 2, 3)
+    x = torch.randn(1, 3, 128, 192)
+    with torch.no_grad():
+        feats = model.backbone(x)
+        assert [tuple(f.shape) for f in feats] == [
+            (1, 128, 16, 24), (1, 320, 8, 12), (1, 512, 4, 6)]
+        assert all(torch.isfinite(f).all() for f in feats)
+        # a change of one stage-3 input token reaches every stage-3 token
+        # (6 pooling blocks would reach 6 tokens away, not the far corner)
+        stage = model.backbone.stages[2]
+        t = torch.randn(1, 128, 16, 24)
+        u = t.clone()
+        u[..., :2, :2] += 1.  # the top-left token after downsampling
+        changed = (stage(u) - stage(t)).abs().sum(1)[0] > 0
+    assert changed.shape == (8, 12) and changed.all()
+
+
+# ------------------------------------------------------------------ FLOPs
 def test_get_flops_counts_poolformer_s12(capsys):
-    sys.path.insert(0, str(ROOT / 'tools' / 'analysis_tools'))
-    try:
-        get_flops = importlib.import_module('get_flops')
-    finally:
-        sys.path.pop(0)
-    rows = get_flops.main([str(ROOT / 'configs' / 'poolformer_s12_in1k.py'),
+    get_flops = import_get_flops()
+    rows = get_flops.main([str(CONFIG_DIR / 'poolformer_s12_in1k.py'),
                            '--shape', '224', '224'])
     printed = capsys.readouterr().out
     backbone = re.search(r'^backbone\s+([\d.]+)\s+([\d.]+)$', printed, re.M)

@@ -1,0 +1,18 @@
+# PoolFormer paper ablation (Table 5, "hybrid stages"): [Pool, Pool, Pool,
+# Pool] -> [Pool, Pool, Attention, Attention], sail-sg/poolformer's
+# metaformer_ppaa_s12_224. Paper: 16.5M params, 2.5G MACs, top-1 81.0
+# (baseline 77.2). Same design as poolformer_s12_pppa_in1k.py (attention on
+# NCHW maps with 32-channel heads, LayerNormChannel everywhere, crop_pct
+# 0.95), attention now in stages 3 and 4.
+# Deviation: no learnable position embedding before stage 3 (14x14 x 320,
+# 63K parameters in the official model).
+_base_ = './poolformer_s12_pppa_in1k.py'
+# Released weights (official v1 layout plus the position embedding)
+checkpoint_file = 'https://github.com/sail-sg/poolformer/releases/download/v1.0/metaformer_ppaa_s12_224.pth.tar'  # noqa
+
+model = dict(
+    backbone=dict(
+        arch=dict(token_mixers=[
+            {{_base_.pool}}, {{_base_.pool}}, {{_base_.attention}},
+            {{_base_.attention}}
+        ])))

@@ -1,0 +1,32 @@
+# ConvFormer-S18 (MetaFormer baselines: inverted separable convolution
+# mixers, 7x7 depthwise) on ImageNet-1k from scratch.
+# Paper: 27M params, 3.9G MACs, top-1 83.0.
+# Recipe: scripts/convformer/train_convformer_s18.sh. As PoolFormerV2-S12's
+# (poolformerv2_s12_in1k.py: AdamW lr 4e-3, batch 4096, wd 0.05, crop_pct
+# 1.0, same augmentation and deviations) except: 20 warm-up epochs instead
+# of 5, and drop path 0.2 (S36 0.3, M36 0.4, B36 0.6; head dropout 0 for
+# every ConvFormer).
+# Architecture deviation besides the final norm: the official ConvFormer
+# and CAFormer classify with an MLP head (Linear 512->2048, SquaredReLU,
+# LayerNorm, Linear 2048->1000; 3.1M parameters for S18); mmpretrain has no
+# such head, so this config uses LinearClsHead (0.5M) and the released
+# classifier weights do not load into it (the backbone weights do).
+_base_ = './poolformerv2_s12_in1k.py'
+checkpoint_file = 'https://huggingface.co/sail/dl/resolve/main/convformer/convformer_s18.pth'  # noqa
+
+model = dict(
+    backbone=dict(
+        type='mmpoolformer.ConvFormer', arch='s18', drop_path_rate=0.2),
+    head=dict(in_channels=512))
+
+# 20 warm-up epochs from timm's warmup_lr 1e-6 (= 4e-3 x 2.5e-4), then cosine
+# to min_lr 1e-5
+param_scheduler = [
+    dict(
+        type='LinearLR',
+        start_factor=2.5e-4,
+        by_epoch=True,
+        end=20,
+        convert_to_iter_based=True),
+    dict(type='CosineAnnealingLR', eta_min=1e-5, by_epoch=True, begin=20),
+]
