@@ -162,6 +162,8 @@ def test_norm_eval_keeps_batchnorm_statistics():
     (dict(frozen_stages=5), r'frozen_stages must be in \[-1, 4\]'),
     (dict(frozen_stages=-2), r'frozen_stages must be in \[-1, 4\]'),
     (dict(pool_size=4), r'pool_size must be odd'),
+    (dict(arch=dict(TINY, token_mixers=dict(type='Identity'))),
+     r'always mixes tokens by pooling.*MetaFormer'),
 ])
 def test_bad_arguments_give_clear_errors(kwargs, match):
     kwargs.setdefault('arch', TINY)

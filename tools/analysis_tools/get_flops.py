@@ -22,12 +22,14 @@ weights are left as built, which does not change the counts.
 """
 import argparse
 import importlib
+import math
 import os.path as osp
 import sys
 
 import torch
 import torch.nn as nn
 from mmengine.analysis import FlopAnalyzer, parameter_count
+from mmengine.analysis.jit_handles import get_shape
 from mmengine.config import Config, DictAction
 from mmengine.model import revert_sync_batchnorm
 from mmengine.registry import init_default_scope
@@ -81,8 +83,17 @@ def data_samples_for(model: nn.Module, shape):
     return [DetDataSample(metainfo=meta)]
 
 
+def sdpa_flop_jit(inputs, outputs):
+    """MACs of scaled_dot_product_attention (no fvcore rule exists): the
+    q @ k^T and attn @ v products, B*H*N*N*D each."""
+    q_shape, k_shape = (get_shape(v) for v in inputs[:2])
+    *batch, n, d = q_shape
+    return 2 * math.prod(batch) * n * k_shape[-2] * d
+
+
 def count(module: nn.Module, params_of, fn, x) -> dict:
     analyzer = FlopAnalyzer(_Call(module, fn), (x, ))
+    analyzer.set_op_handle('aten::scaled_dot_product_attention', sdpa_flop_jit)
     analyzer.unsupported_ops_warnings(False)
     analyzer.uncalled_modules_warnings(False)
     return dict(params=sum(parameter_count(m)[''] for m in params_of),

@@ -42,6 +42,10 @@ class PoolFormer(MetaFormer):
     def __init__(self, arch='s12', pool_size: int = 3,
                  norm_cfg: Optional[dict] = None,
                  act_cfg: Optional[dict] = None, **kwargs):
+        if isinstance(arch, dict) and 'token_mixers' in arch:
+            raise ValueError(
+                'PoolFormer always mixes tokens by pooling (set pool_size); '
+                'use type="mmpoolformer.MetaFormer" for other token mixers.')
         overrides = dict(token_mixers=dict(type='Pooling', pool_size=pool_size))
         if norm_cfg is not None:
             overrides.update(norm_cfg=norm_cfg, out_norm_cfg=norm_cfg)
