@@ -25,7 +25,9 @@ PRESETS = {
 
 
 def build(name, **kwargs):
-    return mmpoolformer.MODELS.build(dict(type=name, **kwargs))
+    # prefixed: other tests may leave mmpretrain as the default scope, where
+    # the plain names PoolFormer / RIFormer are mmpretrain's own
+    return mmpoolformer.MODELS.build(dict(type=f'mmpoolformer.{name}', **kwargs))
 
 
 def test_every_family_is_registered_with_its_presets():
@@ -95,7 +97,7 @@ def test_randformer_any_size():
     torch.testing.assert_close(mixer(x), x)
 
 
-def test_ablation_mixers_build_and_run_at_any_size():
+def test_ablation_mixers_learn_at_any_size():
     for mixers in ([dict(type='Pooling', pool_size=7)] * 4,
                    [dict(type='Pooling')] * 3 + [dict(type='Attention')],
                    [dict(type='Pooling')] * 2 + [dict(type='SpatialFC', num_tokens=196),
@@ -103,10 +105,14 @@ def test_ablation_mixers_build_and_run_at_any_size():
                    [dict(type='Identity')] * 4,
                    [dict(type='DepthwiseConv', kernel_size=3)] * 4):
         model = MetaFormer(dict(depths=[1, 1, 1, 1], embed_dims=[8, 16, 32, 64],
-                                token_mixers=mixers)).eval()
+                                token_mixers=mixers))
         for hw in [(224, 224), (64, 96)]:
+            model.zero_grad()
             outs = model(torch.randn(1, 3, *hw))
             assert outs[3].shape[1] == 64 and torch.isfinite(outs[3]).all()
+            sum(o.square().mean() for o in outs).backward()
+            for name, p in model.named_parameters():  # all of them learn
+                assert p.grad is not None and p.grad.abs().sum() > 0, (mixers, name)
 
 
 def test_riformer_deploy_respects_frozen_stages():
