@@ -17,10 +17,12 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import torch.nn.functional as F
 from mmengine.config import Config
 from mmengine.hooks import Hook
 from mmengine.registry import init_default_scope
 from mmengine.runner import Runner
+from mmengine.structures import PixelData
 
 import mmpoolformer  # noqa: F401  (registers the backbone, checkpoint loading)
 from mmpoolformer.datasets import (SEG_CLASSES, SHAPE_CLASSES,
@@ -160,7 +162,21 @@ def common_overrides(work_dir, iters):
     )
 
 
-def draw_predictions(runner, task, out_file, num_images=4):
+def upscale(image, sample, factor):
+    """Image and predictions ``factor`` times larger, so that the
+    visualizer's labels stay readable on the small synthetic images."""
+    image = cv2.resize(image, None, fx=factor, fy=factor,
+                       interpolation=cv2.INTER_NEAREST)
+    if 'pred_instances' in sample:
+        sample.pred_instances.bboxes *= factor
+    if 'pred_sem_seg' in sample:
+        seg = sample.pred_sem_seg.data[None].float()
+        sample.pred_sem_seg = PixelData(data=F.interpolate(
+            seg, scale_factor=factor, mode='nearest')[0].long())
+    return image, sample
+
+
+def draw_predictions(runner, task, out_file, num_images=4, factor=3):
     """Predictions of the first validation images through the task's
     OpenMMLab visualizer, side by side."""
     dataset = runner.val_dataloader.dataset
@@ -173,8 +189,9 @@ def draw_predictions(runner, task, out_file, num_images=4):
     for i in range(min(num_images, len(dataset))):
         batch = runner.val_dataloader.collate_fn([dataset[i]])
         sample = model.test_step(batch)[0]
-        image = cv2.imread(sample.img_path)[..., ::-1]
-        kwargs = dict(pred_score_thr=0.3) if task == 'det' else {}
+        image, sample = upscale(cv2.imread(sample.img_path)[..., ::-1],
+                                sample, factor)
+        kwargs = dict(pred_score_thr=0.5) if task == 'det' else {}
         visualizer.add_datasample(f'val_{i}', image, sample, draw_gt=False,
                                   show=False, **kwargs)
         panels.append(visualizer.get_image())
