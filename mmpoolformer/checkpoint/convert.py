@@ -109,14 +109,15 @@ def _convert_v1_key(key: str) -> str:
     return key
 
 
+def _rename(state_dict: StateDict, rename) -> StateDict:
+    """Apply a key renaming; keys renamed to '' are dropped."""
+    return {new: value for key, value in state_dict.items()
+            if (new := rename(key))}
+
+
 def convert_official_poolformer(state_dict: StateDict) -> StateDict:
     """sail-sg/poolformer v1 -> mmpoolformer (``head`` dropped)."""
-    out = {}
-    for key, value in state_dict.items():
-        new_key = _convert_v1_key(key)
-        if new_key:
-            out[new_key] = value
-    return out
+    return _rename(state_dict, _convert_v1_key)
 
 
 def convert_mmpretrain_poolformer(state_dict: StateDict) -> StateDict:
@@ -142,12 +143,7 @@ def convert_official_metaformer(state_dict: StateDict) -> StateDict:
     """sail-sg/metaformer baselines -> mmpoolformer names (``head`` and the
     pooled-vector ``norm`` dropped). Linear weights keep their 2-D shape
     until :func:`fit_shapes` sees the target model."""
-    out = {}
-    for key, value in state_dict.items():
-        new_key = _convert_metaformer_key(key)
-        if new_key:
-            out[new_key] = value
-    return out
+    return _rename(state_dict, _convert_metaformer_key)
 
 
 def convert_timm_metaformer(state_dict: StateDict) -> StateDict:
