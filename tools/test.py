@@ -7,7 +7,7 @@ import os.path as osp
 from mmpoolformer.utils import (add_common_args, add_dump_metric,
                                 apply_test_args, build_runner, check_datasets,
                                 check_work_dir, dataset_errors,
-                                exit_on_tool_error, load_config, parse_args,
+                                distributed_teardown, exit_on_tool_error, load_config, parse_args,
                                 prepare_distributed)
 
 
@@ -33,7 +33,7 @@ def main(argv=None):
         check_work_dir(cfg, args.config, train=False)
         check_datasets(cfg, ['test_dataloader'], ['test_evaluator'])
         runner = build_runner(prepare_distributed(cfg))
-        with dataset_errors():
+        with distributed_teardown(), dataset_errors():
             if args.out is not None:
                 add_dump_metric(runner, args.out)  # builds the test loop
             return runner.test()

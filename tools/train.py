@@ -6,8 +6,9 @@ import os.path as osp
 
 from mmpoolformer.utils import (add_common_args, apply_train_args,
                                 build_runner, check_datasets, check_work_dir,
-                                dataset_errors, exit_on_tool_error,
-                                load_config, parse_args, prepare_distributed)
+                                dataset_errors, distributed_teardown,
+                                exit_on_tool_error, load_config, parse_args,
+                                prepare_distributed)
 
 
 def build_parser():
@@ -36,7 +37,7 @@ def main(argv=None):
             cfg, ['train_dataloader'] + ['val_dataloader'] * validates,
             ['val_evaluator'] * validates)
         runner = build_runner(prepare_distributed(cfg))
-        with dataset_errors():
+        with distributed_teardown(), dataset_errors():
             runner.train()
 
 

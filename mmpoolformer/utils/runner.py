@@ -6,6 +6,7 @@ The flags and their meaning are mmdet 3.x's tools'; the config's
 pair of scripts serves detection, segmentation and classification configs.
 """
 import datetime
+import contextlib
 import glob
 import importlib
 import os
@@ -204,6 +205,20 @@ def prepare_distributed(cfg):
         wrapper.setdefault('device_ids', None)
     cfg.model_wrapper_cfg = wrapper
     return cfg
+
+
+@contextlib.contextmanager
+def distributed_teardown():
+    """Destroy the process group when the run ends: mmengine leaves it open,
+    and gloo's threads still alive at interpreter exit can abort a rank
+    ("terminate called without an active exception") after its work is
+    done, failing the whole torchrun job."""
+    try:
+        yield
+    finally:
+        if torch.distributed.is_available() and \
+                torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
 
 
 def build_runner(cfg):
