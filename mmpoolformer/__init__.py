@@ -1,10 +1,23 @@
-"""PoolFormer and the MetaFormer family as OpenMMLab 2.x backbones."""
+"""PoolFormer and the MetaFormer family as OpenMMLab 2.x backbones.
+
+Importing the package registers everything (that is what
+``custom_imports = dict(imports=['mmpoolformer'])`` relies on); scripts call
+:func:`register_all_modules` to say so explicitly.
+"""
 from .checkpoint.torch_load import register_mmengine_safe_globals
 from .registry import MODELS, share_with_scopes
 from .version import __version__
 from . import models  # noqa: F401,E402  (registers the backbones)
 
-register_mmengine_safe_globals()
-share_with_scopes()
 
-__all__ = ['MODELS', '__version__']
+def register_all_modules() -> None:
+    """Register our backbones in the mmdet / mmseg registries and let
+    mmengine's checkpoint loader read Runner checkpoints under torch>=2.6.
+    Idempotent."""
+    register_mmengine_safe_globals()
+    share_with_scopes()
+
+
+register_all_modules()
+
+__all__ = ['MODELS', '__version__', 'register_all_modules']

@@ -28,3 +28,31 @@ def official_layout(mmpretrain_state):
         out[f'norm.{suffix}'] = out.pop(f'norm6.{suffix}')
     out['head.weight'], out['head.bias'] = torch.zeros(1000, 512), torch.zeros(1000)
     return out
+
+
+def rel_error(a: torch.Tensor, b: torch.Tensor) -> float:
+    """``|a - b| / |b|`` in the 2-norm: the rounding of a reordered fp32
+    computation, independent of the tensor's scale."""
+    return ((a.double() - b.double()).norm() /
+            b.double().norm().clamp_min(1e-30)).item()
+
+
+def assert_every_parameter_learns(model, context=''):
+    """Every parameter gets a gradient, nonzero except where it is zero by
+    construction: the bias of a one-group GroupNorm in front of a Pooling
+    mixer cancels in ``pool(GN(x)) - GN(x)`` (the fast path returns an
+    exact zero for it, the plain formulation rounding noise)."""
+    from mmpoolformer.models.backbones.metaformer import (MetaFormerBlock,
+                                                          Pooling, norm_kind)
+    cancels = {f'{name}.norm1.bias' for name, m in model.named_modules()
+               if isinstance(m, MetaFormerBlock)
+               and isinstance(m.token_mixer, Pooling)
+               and norm_kind(m.norm1) == 'group'}
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        assert p.grad is not None, (context, name)
+        if name not in cancels:
+            assert p.grad.abs().sum() > 0, (context, name)
+        elif model.fast_path:
+            assert not p.grad.any(), (context, name)

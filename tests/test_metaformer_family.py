@@ -8,7 +8,7 @@ from mmpoolformer.models import MetaFormer
 from mmpoolformer.models.backbones.metaformer import (RandomMixing,
                                                       resample_token_matrix)
 
-from helpers import randomise_
+from helpers import assert_every_parameter_learns, randomise_
 
 BACKBONES = sorted(name for name, cls in mmpoolformer.MODELS.module_dict.items()
                    if issubclass(cls, MetaFormer) and cls.arch_zoo)
@@ -46,11 +46,9 @@ def test_generic_backbone_contract(name):
             for o in outs] == [(4, 4), (8, 8), (16, 16), (32, 32)]
     assert all(torch.isfinite(o).all() for o in outs)
     sum((o * o.detach().sign()).mean() for o in outs).backward()
-    for pname, p in model.named_parameters():
-        if p.requires_grad:  # frozen random matrices excepted
-            assert p.grad is not None and p.grad.abs().sum() > 0, pname
-        else:
-            assert pname.endswith('random_matrix'), pname
+    assert_every_parameter_learns(model)
+    frozen = [n for n, p in model.named_parameters() if not p.requires_grad]
+    assert all(n.endswith('random_matrix') for n in frozen), frozen
     # gradient checkpointing gives the same outputs
     model.eval()
     ckpt = build(name, with_cp=True).eval()
@@ -111,8 +109,7 @@ def test_ablation_mixers_learn_at_any_size():
             outs = model(torch.randn(1, 3, *hw))
             assert outs[3].shape[1] == 64 and torch.isfinite(outs[3]).all()
             sum(o.square().mean() for o in outs).backward()
-            for name, p in model.named_parameters():  # all of them learn
-                assert p.grad is not None and p.grad.abs().sum() > 0, (mixers, name)
+            assert_every_parameter_learns(model, mixers)
 
 
 def test_riformer_deploy_respects_frozen_stages():

@@ -5,7 +5,7 @@ import torch.nn as nn
 
 from mmpoolformer.models import PoolFormer
 
-from helpers import TINY, randomise_
+from helpers import TINY, assert_every_parameter_learns, randomise_
 
 ARCHS = ['s12', 's24', 's36', 'm36', 'm48']
 DIMS = {'s': [64, 128, 320, 512], 'm': [96, 192, 384, 768]}
@@ -83,8 +83,7 @@ def test_every_parameter_gets_a_gradient():
     model = randomise_(PoolFormer(TINY, drop_path_rate=0.1)).train()
     outs = model(torch.randn(2, 3, 64, 64))
     sum(o.square().mean() for o in outs).backward()
-    for name, p in model.named_parameters():
-        assert p.grad is not None and p.grad.abs().sum() > 0, name
+    assert_every_parameter_learns(model)
 
 
 def test_drop_path_rises_linearly():

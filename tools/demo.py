@@ -24,7 +24,7 @@ from mmengine.registry import init_default_scope
 from mmengine.runner import Runner
 from mmengine.structures import PixelData
 
-import mmpoolformer  # noqa: F401  (registers the backbone, checkpoint loading)
+from mmpoolformer import register_all_modules
 from mmpoolformer.datasets import (SEG_CLASSES, SHAPE_CLASSES,
                                    write_ade_shapes, write_coco_shapes)
 from mmpoolformer.utils.data_check import leaf_datasets
@@ -215,6 +215,7 @@ class EvaluateBeforeTraining(Hook):
 
 def main(argv=None):
     args = parse_args(argv)
+    register_all_modules()
     task = TASKS[args.task]
     iters = args.iters or {'det': 300, 'seg': 300}[args.task]
     work_dir = osp.abspath(osp.join(args.work_dir, args.task))

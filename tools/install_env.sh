@@ -21,7 +21,8 @@ TORCHVISION_VERSION=0.29.1
 MMCV_VERSION=2.1.0
 SETUPTOOLS_SPEC='setuptools>=77.0.3,<81'
 STACK=(mmengine==0.10.7 mmdet==3.3.0 mmsegmentation==1.2.2 mmpretrain==1.2.0
-       'numpy<2' ftfy regex 'timm==1.0.*' pytest)
+       'numpy<2' ftfy regex 'timm==1.0.*' pytest
+       onnx onnxruntime onnxscript grad-cam)
 
 CACHE_ROOT="${XDG_CACHE_HOME:-$HOME/.cache}/mmpoolformer"
 LOG_DIR="$CACHE_ROOT/logs"

@@ -25,6 +25,7 @@ from mmengine.model import BaseModule
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from mmpoolformer.registry import MODELS
+from .fused_ops import norm_mlp, pool_mix, to_nchw, to_nhwc
 
 NUM_STAGES = 4
 
@@ -75,6 +76,36 @@ def build_norm(cfg: Optional[dict], channels: int) -> nn.Module:
     return NORMS[cfg.pop('type')](channels, **cfg)
 
 
+def norm_kind(norm: nn.Module) -> Optional[str]:
+    """How the fast path normalises a (B, H, W, C) map with ``norm``:
+    'group' (one group, statistics per sample), 'layer' (over C per
+    position), 'none', or None when it has no channels-last formula."""
+    if isinstance(norm, nn.Identity):
+        return 'none'
+    if isinstance(norm, nn.GroupNorm) and norm.num_groups == 1:
+        return 'group'
+    if isinstance(norm, nn.LayerNorm) and len(norm.normalized_shape) == 1:
+        return 'layer'  # LayerNorm2d on maps, TokenLayerNorm on tokens
+    return None
+
+
+def norm_nhwc(norm: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``norm`` applied to a (B, H, W, C) map, keeping that layout."""
+    kind = norm_kind(norm)
+    if kind == 'none':
+        return x
+    if kind == 'layer':
+        return F.layer_norm(x, norm.normalized_shape, norm.weight, norm.bias,
+                            norm.eps)
+    # GroupNorm and the BatchNorms keep a channels-last input channels-last
+    return to_nhwc(norm(to_nchw(x)))
+
+
+def norm_affine(norm: nn.Module):
+    """(gamma, beta) of an elementwise-affine norm, either may be None."""
+    return getattr(norm, 'weight', None), getattr(norm, 'bias', None)
+
+
 # ------------------------------------------------------------ activation
 class StarReLU(nn.Module):
     """``s * relu(x) ** 2 + b`` with learnable scalars s and b."""
@@ -86,6 +117,17 @@ class StarReLU(nn.Module):
 
     def forward(self, x):
         return self.scale * F.relu(x)**2 + self.bias
+
+
+def act_kind(act: nn.Module) -> Optional[str]:
+    """The activation's name in :func:`fused_ops.norm_mlp`, or None."""
+    if isinstance(act, StarReLU):
+        return 'star_relu'
+    if isinstance(act, nn.GELU) and act.approximate == 'none':
+        return 'gelu'
+    if isinstance(act, nn.ReLU):
+        return 'relu'
+    return None
 
 
 def build_act(cfg: dict) -> nn.Module:
@@ -110,6 +152,10 @@ class Pooling(nn.Module):
         self.pool = nn.AvgPool2d(pool_size, stride=1, padding=pool_size // 2,
                                  count_include_pad=False)
 
+    @property
+    def pool_size(self) -> int:
+        return self.pool.kernel_size
+
     def forward(self, x):
         return self.pool(x) - x
 
@@ -119,6 +165,9 @@ class IdentityMixer(nn.Identity):
 
     def __init__(self, dim: int):
         super().__init__()
+
+    def forward_nhwc(self, x):
+        return x
 
 
 def resample_token_matrix(matrix: torch.Tensor, size: Tuple[int, int],
@@ -212,6 +261,13 @@ class SepConv(nn.Module):
     def forward(self, x):
         return self.pwconv2(self.dwconv(self.act1(self.pwconv1(x))))
 
+    def forward_nhwc(self, x):
+        # 1x1 convolutions as GEMMs on (B*H*W, C), the depthwise one on a
+        # channels-last view: no layout change anywhere
+        x = self.act1(F.linear(x, _matrix(self.pwconv1), self.pwconv1.bias))
+        x = to_nhwc(self.dwconv(to_nchw(x)))
+        return F.linear(x, _matrix(self.pwconv2), self.pwconv2.bias)
+
 
 class Attention(nn.Module):
     """Multi-head self-attention, heads of ``head_dim`` channels, on (B, N, C)
@@ -240,6 +296,10 @@ class Attention(nn.Module):
             q, k, v, dropout_p=self.attn_drop if self.training else 0.)
         return self.proj(x.transpose(1, 2).reshape(B, N, -1))
 
+    def forward_nhwc(self, x):
+        B, H, W, C = x.shape
+        return self.forward(x.reshape(B, H * W, C)).reshape(B, H, W, C)
+
 
 class DepthwiseConv(nn.Module):
     """Ablation mixer of the PoolFormer paper: a learnable depthwise
@@ -264,6 +324,10 @@ class Affine(nn.Module):
     def forward(self, x):
         return self.affine(x) - x
 
+    def forward_nhwc(self, x):
+        return torch.addcmul(self.affine.bias, x,
+                             self.affine.weight.reshape(-1) - 1)
+
 
 TOKEN_MIXERS = dict(Pooling=Pooling, Identity=IdentityMixer,
                     RandomMixing=RandomMixing, SpatialFC=SpatialFC,
@@ -280,7 +344,41 @@ def build_token_mixer(cfg: dict, dim: int) -> nn.Module:
     return TOKEN_MIXERS[mixer_type](dim, **cfg)
 
 
+def _matrix(layer: nn.Module) -> torch.Tensor:
+    """(out, in) weight of a Linear or 1x1 Conv2d."""
+    return layer.weight.reshape(layer.weight.shape[0], -1)
+
+
+def mixer_nhwc(mixer: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """A token mixer on a (B, H, W, C) map: its own channels-last formula
+    if it has one, else its NCHW forward on a channels-last view."""
+    if hasattr(mixer, 'forward_nhwc'):
+        return mixer.forward_nhwc(x)
+    return to_nhwc(mixer(to_nchw(x)))
+
+
 # ------------------------------------------------------------ the network
+def _scale(module: nn.Module) -> Optional[torch.Tensor]:
+    """The (C,) vector of a :class:`Scale`, None for ``nn.Identity``."""
+    return module.scale if isinstance(module, Scale) else None
+
+
+def _drops(drop_path: nn.Module) -> bool:
+    return isinstance(drop_path, DropPath) and drop_path.training and \
+        drop_path.drop_prob > 0
+
+
+def _keep(drop_path: nn.Module, x: torch.Tensor) -> Optional[torch.Tensor]:
+    """Per-sample factor of stochastic depth, drawn exactly as mmcv's
+    ``DropPath`` draws it (same RNG calls), or None when inactive."""
+    if not _drops(drop_path):
+        return None
+    keep_prob = 1 - drop_path.drop_prob
+    shape = (x.shape[0], ) + (1, ) * (x.ndim - 1)
+    noise = torch.rand(shape, dtype=x.dtype, device=x.device)
+    return (keep_prob + noise).floor_() / keep_prob
+
+
 class Scale(nn.Module):
     """Learnable per-channel scale (layer scale or residual scale)."""
 
@@ -337,12 +435,79 @@ class MetaFormerBlock(nn.Module):
         self.drop_path = (DropPath(drop_path_rate)
                           if drop_path_rate > 0 else nn.Identity())
 
+    fast_path = False  # set by MetaFormer.fast_path
+
     def forward(self, x):
+        if self.fast_path:  # channels-last NCHW in and out
+            return to_nchw(self.forward_nhwc(to_nhwc(x)))
         x = self.res_scale1(x) + self.drop_path(
             self.layer_scale1(self.token_mixer(self.norm1(x))))
         x = self.res_scale2(x) + self.drop_path(
             self.layer_scale2(self.mlp(self.norm2(x))))
         return x
+
+    # -------------------------------------------------------- fast path
+    def forward_nhwc(self, x):
+        """:meth:`forward` on a (B, H, W, C) map, by the fast formulas."""
+        return self._mlp_nhwc(self._mixer_nhwc(x))
+
+    def _mixer_nhwc(self, x):
+        ls, res = _scale(self.layer_scale1), _scale(self.res_scale1)
+        if isinstance(self.token_mixer, Pooling) and \
+                norm_kind(self.norm1) == 'group':
+            # pool(GN(x)) - GN(x) == gamma / sigma * (pool(x) - x)
+            gamma = self.norm1.weight
+            k = x.new_ones(x.shape[-1]) if gamma is None else gamma
+            k = k if ls is None else k * ls
+            k = k.expand(x.shape[0], -1)
+            keep = _keep(self.drop_path, x)
+            if keep is not None:
+                k = k * keep.reshape(-1, 1)
+            return pool_mix(x, k, res, self.norm1.bias,
+                            self.token_mixer.pool_size, self.norm1.eps)
+        branch = mixer_nhwc(self.token_mixer, norm_nhwc(self.norm1, x))
+        return self._residual(x, res, branch, ls)
+
+    def _residual(self, x, res, branch, ls):
+        if ls is not None:
+            branch = branch * ls
+        keep = _keep(self.drop_path, branch)
+        if keep is not None:
+            branch = branch * keep
+        return branch + (x if res is None else x * res)
+
+    def _mlp_nhwc(self, y):
+        mlp = self.mlp
+        kind, act = norm_kind(self.norm2), act_kind(mlp.act)
+        ls, res = _scale(self.layer_scale2), _scale(self.res_scale2)
+        if kind is None or act is None or (self.training and mlp.drop.p > 0):
+            h = F.linear(norm_nhwc(self.norm2, y), _matrix(mlp.fc1),
+                         mlp.fc1.bias)
+            branch = F.linear(mlp.drop(mlp.act(h)), _matrix(mlp.fc2),
+                              mlp.fc2.bias)
+            return self._residual(y, res, mlp.drop(branch), ls)
+        # fold the norm affine into fc1 and the layer scale into fc2
+        w1, b1 = _matrix(mlp.fc1), mlp.fc1.bias
+        gamma, beta = norm_affine(self.norm2) if kind != 'none' else (None,
+                                                                      None)
+        if beta is not None:
+            b1 = w1.mv(beta) if b1 is None else torch.addmv(b1, w1, beta)
+        if gamma is not None:
+            w1 = w1 * gamma
+        w2, b2 = _matrix(mlp.fc2), mlp.fc2.bias
+        if ls is not None:
+            w2 = w2 * ls[:, None]
+            b2 = None if b2 is None else b2 * ls
+        act_params = (mlp.act.scale, mlp.act.bias) if act == 'star_relu' \
+            else (None, None)
+        norm = None if kind == 'none' else kind
+        eps = getattr(self.norm2, 'eps', 0.)
+        if not _drops(self.drop_path):
+            residual = y if res is None else y * res
+            return norm_mlp(y, w1, b1, w2, b2, act, act_params, norm, eps,
+                            residual)
+        branch = norm_mlp(y, w1, b1, w2, b2, act, act_params, norm, eps)
+        return self._residual(y, res, branch, None)
 
 
 class Downsampling(nn.Module):
@@ -359,10 +524,21 @@ class Downsampling(nn.Module):
         self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride,
                               padding)
 
+    fast_path = False  # set by MetaFormer.fast_path
+
     def forward(self, x):
+        if self.fast_path:  # channels-last NCHW out
+            return to_nchw(self.forward_nhwc(to_nhwc(x)))
         if self.norm_first:
             return self.conv(self.norm(x))
         return self.norm(self.conv(x))
+
+    def forward_nhwc(self, x):
+        """(B, H, W, C) in and out; the convolution runs channels-last."""
+        if self.norm_first:
+            x = norm_nhwc(self.norm, x)
+        x = to_nhwc(self.conv(to_nchw(x)))
+        return x if self.norm_first else norm_nhwc(self.norm, x)
 
 
 class MetaFormerStage(nn.Module):
@@ -374,15 +550,19 @@ class MetaFormerStage(nn.Module):
         self.blocks = nn.Sequential(*blocks)
         self.tokens_last = tokens_last
 
+    fast_path = False  # set by MetaFormer.fast_path
+
     def forward(self, x, with_cp: bool = False):
         x = self.downsample(x)
         B, C, H, W = x.shape
-        if self.tokens_last:
+        # the fast path's channels-last maps already are (B, N, C) tokens
+        tokens = self.tokens_last and not self.fast_path
+        if tokens:
             x = x.flatten(2).transpose(1, 2)
         for block in self.blocks:
             x = cp.checkpoint(block, x, use_reentrant=False) if with_cp \
                 else block(x)
-        if self.tokens_last:
+        if tokens:
             x = x.transpose(1, 2).reshape(B, C, H, W)
         return x
 
@@ -419,6 +599,15 @@ class MetaFormer(BaseModule):
             stages ``< k`` and their output norms. Defaults to -1.
         norm_eval (bool): Keep BatchNorm layers in eval mode while training.
         with_cp (bool): Recompute each block in backward to save memory.
+        fast_path (bool): Run the blocks on channels-last maps with the
+            fused formulas of :mod:`.fused_ops` (the pooling identity, norm
+            affines and layer scales folded into the MLP GEMMs, activations
+            recomputed in backward). Same function and gradients as the
+            plain NCHW formulation (``False``) up to fp32 rounding; faster
+            and with about half the activation memory. Modules still take
+            and return NCHW tensors (channels-last in memory), so forward
+            hooks see the usual maps. Can be switched at any time by
+            setting the attribute. Defaults to True.
         init_cfg (dict | list[dict], optional): ``dict(type='Pretrained',
             checkpoint=..., prefix=...)`` loads any layout that
             :mod:`mmpoolformer.checkpoint` recognises. Weights are loaded by
@@ -438,6 +627,7 @@ class MetaFormer(BaseModule):
                  frozen_stages: int = -1,
                  norm_eval: bool = False,
                  with_cp: bool = False,
+                 fast_path: bool = True,
                  init_cfg: Optional[Union[dict, list]] = [
                      dict(type='TruncNormal', layer=['Conv2d', 'Linear'],
                           std=.02, bias=0.),
@@ -491,7 +681,19 @@ class MetaFormer(BaseModule):
         for i in self.out_indices:
             self.add_module(f'norm{i}',
                             build_norm(arch['out_norm_cfg'], self.embed_dims[i]))
+        self.fast_path = fast_path
         self._freeze_stages()
+
+    @property
+    def fast_path(self) -> bool:
+        return self._fast_path
+
+    @fast_path.setter
+    def fast_path(self, enabled: bool):
+        self._fast_path = bool(enabled)
+        for m in self.modules():
+            if isinstance(m, (MetaFormerBlock, Downsampling, MetaFormerStage)):
+                m.fast_path = self._fast_path
 
     # ------------------------------------------------------------------ setup
     @classmethod
@@ -598,13 +800,14 @@ class MetaFormer(BaseModule):
                 f'{self.in_channels}), got shape {tuple(x.shape)}; set '
                 f'in_channels={x.shape[1] if x.dim() == 4 else "?"} or fix '
                 f'the input.')
-        x = self.stem(x)
         with_cp = self.with_cp and torch.is_grad_enabled()
+        x = self.stem(x)
         outs = []
         for i, stage in enumerate(self.stages):
             x = stage(x, with_cp)
             if i in self.out_indices:
-                outs.append(getattr(self, f'norm{i}')(x))
+                # necks and heads get the default NCHW layout
+                outs.append(getattr(self, f'norm{i}')(x).contiguous())
             if i == self.out_indices[-1]:
                 break  # later stages feed no output
         return tuple(outs)

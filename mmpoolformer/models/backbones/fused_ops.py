@@ -1,0 +1,276 @@
+"""Fused kernels of the fast path, on channels-last ``(B, H, W, C)`` maps.
+
+Two autograd functions cover what dominates a MetaFormer block:
+
+* :class:`PoolMix`, PoolFormer's token mixer behind a one-group GroupNorm,
+  through the identity ``pool(GN(x)) - GN(x) = gamma / sigma * (pool(x) - x)``
+  (every ``count_include_pad=False`` window averages to one, so the mean and
+  beta cancel). The normalised map is never built; backward recomputes the
+  pooled map and saves nothing but ``x`` and two numbers per sample.
+* :class:`NormMlp`, ``fc2(act(fc1(norm(y))))`` as two GEMMs on the
+  ``(B*H*W, C)`` matrix with the norm affine already folded into ``fc1``.
+  It saves ``y`` and the pre-activation and recomputes the normalised input
+  and the activation in backward: three of the five tensors the plain
+  formulation keeps.
+
+Both compute the plain formulation's function (fp32 differences are
+rounding, ~1e-6 relative); ``tests/test_fast_path.py`` checks outputs and
+gradients against it.
+"""
+from typing import Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+
+Tensor = torch.Tensor
+
+
+def to_nchw(x: Tensor) -> Tensor:
+    """Channels-last view ``(B, C, H, W)`` of a ``(B, H, W, C)`` map."""
+    return x.permute(0, 3, 1, 2)
+
+
+def to_nhwc(x: Tensor) -> Tensor:
+    """``(B, H, W, C)`` map of an NCHW tensor (free if channels-last)."""
+    return x.permute(0, 2, 3, 1).contiguous()
+
+
+def sample_stats(x: Tensor, eps: float) -> Tuple[Tensor, Tensor]:
+    """Mean and ``1 / sqrt(var + eps)`` per sample, over all its elements
+    (a one-group GroupNorm's statistics, whatever the layout)."""
+    flat = x.reshape(x.shape[0], -1)
+    _, mean, rstd = torch.ops.aten.native_layer_norm(
+        flat, [flat.shape[1]], None, None, eps)
+    return mean.reshape(-1), rstd.reshape(-1)
+
+
+# ------------------------------------------------------------------ pooling
+def _pool(x: Tensor, size: int) -> Tensor:
+    return to_nhwc(F.avg_pool2d(to_nchw(x), size, 1, size // 2,
+                                count_include_pad=False))
+
+
+def _pool_adjoint(grad: Tensor, x: Tensor, size: int) -> Tensor:
+    return to_nhwc(torch.ops.aten.avg_pool2d_backward(
+        to_nchw(grad), to_nchw(x), [size, size], [1, 1],
+        [size // 2, size // 2], False, False, None))
+
+
+class PoolMix(torch.autograd.Function):
+    """``y = a * x + k / sigma(x) * (avgpool(x) - x)``.
+
+    ``x``: ``(B, H, W, C)``; ``k``: ``(B, C)``, the layer scale times the
+    norm's gamma (times a per-sample drop-path factor); ``a``: ``(C,)``
+    residual scale or None; ``sigma``: per-sample std of ``x`` as in
+    ``GroupNorm(1, C, eps)``. ``beta``, the norm's bias, cancels: it is an
+    input only so that it gets its (zero) gradient, as in the plain
+    formulation, and DDP sees every parameter used.
+    """
+
+    @staticmethod
+    def forward(ctx, x, k, a, beta, pool_size: int, eps: float):
+        mean, rstd = sample_stats(x, eps)
+        kk = (k * rstd[:, None])[:, None, None, :]
+        p = _pool(x, pool_size)
+        if a is None:
+            y = torch.lerp(x, p, kk)
+        else:
+            y = torch.addcmul(x * (a - kk), p, kk)
+        ctx.save_for_backward(x, k, a, mean, rstd)
+        ctx.pool_size = pool_size
+        ctx.beta_shape = None if beta is None else beta.shape
+        return y
+
+    @staticmethod
+    def backward(ctx, gy):
+        # avgpool is linear and kk constant over positions, so with P the
+        # pool and P^T its adjoint: P^T(gy * kk) = kk * P^T(gy) and
+        # sum(gy * (Px - x)) = sum(x * (P^T gy - gy)). One adjoint pass
+        # serves both, no pooled map is recomputed, updates are in place.
+        x, k, a, mean, rstd = ctx.saved_tensors
+        gy = gy.contiguous()
+        u = _pool_adjoint(gy, x, ctx.pool_size).sub_(gy)   # (P^T - 1) gy
+        t = (x * u).sum((1, 2))                             # (B, C)
+        gk = t * rstd[:, None]
+        g_rstd = (t * k).sum(1)                             # (B,)
+        kk = (k * rstd[:, None])[:, None, None, :]
+        # rstd = (var + eps)^-1/2 and d var / dx = 2 (x - mean) / M
+        coef = (-g_rstd * rstd**3 / x[0].numel())[:, None, None, None]
+        gx = torch.addcmul(-coef * mean[:, None, None, None], u, kk)
+        gx.addcmul_(x, coef)
+        if a is None:
+            gx.add_(gy)
+        else:
+            gx.addcmul_(gy, a)
+        ga = None if a is None else (gy * x).sum((0, 1, 2))
+        gbeta = None if ctx.beta_shape is None else x.new_zeros(ctx.beta_shape)
+        return gx, gk, ga, gbeta, None, None
+
+
+def pool_mix(x: Tensor, k: Tensor, a: Optional[Tensor],
+             beta: Optional[Tensor], pool_size: int, eps: float) -> Tensor:
+    return PoolMix.apply(x, k, a, beta, pool_size, eps)
+
+
+# ---------------------------------------------------------------------- MLP
+ACTIVATIONS = ('gelu', 'star_relu', 'relu')
+# oneDNN post-ops for activations it computes exactly like torch
+_ONEDNN_ACT = dict(gelu=('gelu', 'none'), relu=('relu', ''))
+
+
+def _use_onednn(x: Tensor) -> bool:
+    return (x.device.type == 'cpu' and torch.backends.mkldnn.is_available()
+            and x.dtype in (torch.float32, torch.bfloat16)
+            and not torch.jit.is_scripting())
+
+
+def linear(x: Tensor, w: Tensor, b: Optional[Tensor],
+           act: Optional[str] = None,
+           residual: Optional[Tensor] = None) -> Tensor:
+    """``act(x @ w.T + b) (+ residual)`` on a 2-D ``x``.
+
+    On CPU this is one oneDNN matmul with the bias, the activation or the
+    residual sum as post-ops: ``F.linear`` would first copy the broadcast
+    bias into its output, a full extra pass over the widest tensor of the
+    block (as costly as the GEMM itself for stage 1), and then read it all
+    again for the activation. Only ``act`` in ``_ONEDNN_ACT`` or a
+    ``residual`` (not both) are fused.
+    """
+    if _use_onednn(x):
+        w = w.to(x.dtype)
+        b = None if b is None else b.to(x.dtype)
+        if residual is not None:
+            return torch.ops.mkldnn._linear_pointwise.binary(
+                x, residual, w, b, 'add')
+        attr, algo = _ONEDNN_ACT.get(act, ('none', ''))
+        return torch.ops.mkldnn._linear_pointwise(x, w, b, attr, [], algo)
+    out = F.linear(x, w, b)
+    if act is not None:
+        out = _act(out, act, None, None)
+    return out if residual is None else out + residual
+
+
+def _act(h: Tensor, kind: str, s: Optional[Tensor], b: Optional[Tensor]):
+    if kind == 'gelu':
+        return F.gelu(h)
+    if kind == 'relu':
+        return F.relu(h)
+    return torch.addcmul(b, F.relu(h).square(), s)  # StarReLU
+
+
+def _normalise(y2: Tensor, norm: str, mean: Tensor, rstd: Tensor) -> Tensor:
+    """(y - mean) * rstd with per-sample (group) or per-row (layer) stats."""
+    if norm == 'group':
+        rows = y2.reshape(mean.shape[0], -1)
+        return ((rows - mean[:, None]) * rstd[:, None]).reshape(y2.shape)
+    return (y2 - mean[:, None]) * rstd[:, None]
+
+
+class NormMlp(torch.autograd.Function):
+    """``fc2(act(fc1(norm(y))))`` on a ``(B, H, W, C)`` map.
+
+    ``norm``: ``'group'`` (one group: statistics per sample), ``'layer'``
+    (per position, over C) or None; affine-free because the caller folds the
+    norm affine into ``w1``/``b1``. ``act``: ``'gelu'`` (erf), ``'relu'`` or
+    ``'star_relu'`` (``s * relu(h)**2 + b``). With ``add_input`` it
+    returns ``y + branch`` (the block's residual, summed inside the second
+    GEMM), else the branch.
+    """
+
+    @staticmethod
+    def forward(ctx, y, w1, b1, w2, b2, s, b, norm: Optional[str],
+                eps: float, act: str, add_input: bool):
+        shape = y.shape
+        y2 = y.reshape(-1, shape[-1])
+        if norm == 'group':
+            flat = y.reshape(shape[0], -1)
+            xn, mean, rstd = torch.ops.aten.native_layer_norm(
+                flat, [flat.shape[1]], None, None, eps)
+        elif norm == 'layer':
+            xn, mean, rstd = torch.ops.aten.native_layer_norm(
+                y2, [shape[-1]], None, None, eps)
+        else:
+            xn, mean, rstd = y2, None, None
+        xn = xn.reshape(y2.shape)
+        if mean is not None:
+            mean, rstd = mean.reshape(-1), rstd.reshape(-1)
+        h = linear(xn, w1, b1)
+        out = linear(_act(h, act, s, b), w2, b2,
+                     residual=y2 if add_input else None)
+        ctx.save_for_backward(y, h, w1, w2, s, b, mean, rstd)
+        ctx.cfg = (norm, act, b1 is not None, b2 is not None, add_input)
+        return out.reshape(*shape[:-1], w2.shape[0])
+
+    @staticmethod
+    def backward(ctx, go):
+        y, h, w1, w2, s, b, mean, rstd = ctx.saved_tensors
+        norm, act, has_b1, has_b2, add_input = ctx.cfg
+        shape = y.shape
+        y2 = y.reshape(-1, shape[-1])
+        go = go.reshape(-1, go.shape[-1])
+        xn = y2 if norm is None else _normalise(y2, norm, mean, rstd)
+        g = _act(h, act, s, b)
+        gw2 = go.t().mm(g)
+        gb2 = go.sum(0) if has_b2 else None
+        gg = torch.mm(go, w2.to(go.dtype), out=g)  # g is spent: reuse it
+        gs = gb_act = None
+        if act == 'gelu':
+            gh = torch.ops.aten.gelu_backward.grad_input(gg, h, grad_input=gg)
+        elif act == 'relu':
+            gh = gg.masked_fill_(h <= 0, 0)
+        else:
+            r = F.relu(h)
+            gb_act = gg.sum().reshape(1)
+            gs = (gg * r.square()).sum().reshape(1)
+            gh = gg.mul_(r).mul_(2 * s)
+        gw1 = gh.t().mm(xn)
+        gb1 = gh.sum(0) if has_b1 else None
+        gxn = gh.mm(w1)
+        if norm == 'group':
+            flat = y.reshape(shape[0], -1)
+            gy = torch.ops.aten.native_layer_norm_backward(
+                gxn.reshape(flat.shape), flat, [flat.shape[1]],
+                mean.reshape(-1, 1), rstd.reshape(-1, 1), None, None,
+                [True, False, False])[0]
+        elif norm == 'layer':
+            gy = torch.ops.aten.native_layer_norm_backward(
+                gxn, y2, [shape[-1]], mean.reshape(-1, 1),
+                rstd.reshape(-1, 1), None, None, [True, False, False])[0]
+        else:
+            gy = gxn
+        if add_input:
+            gy.add_(go.reshape(gy.shape))
+        return (gy.reshape(shape), gw1, gb1, gw2, gb2, gs, gb_act, None, None,
+                None, None)
+
+
+def _normalised(y: Tensor, norm: Optional[str], eps: float) -> Tensor:
+    if norm == 'group':
+        return F.layer_norm(y, y.shape[1:], eps=eps)
+    if norm == 'layer':
+        return F.layer_norm(y, y.shape[-1:], eps=eps)
+    return y
+
+
+def norm_mlp(y: Tensor, w1: Tensor, b1: Optional[Tensor], w2: Tensor,
+             b2: Optional[Tensor], act: str, act_params=(None, None),
+             norm: Optional[str] = None, eps: float = 1e-5,
+             residual: Optional[Tensor] = None) -> Tensor:
+    """:class:`NormMlp` plus an optional ``residual`` added to its output.
+
+    Without autograd (inference) it runs the same math as plain GEMMs with
+    the activation and the residual sum fused into them."""
+    s, b = act_params
+    if torch.is_grad_enabled():
+        add_input = residual is y
+        out = NormMlp.apply(y, w1, b1, w2, b2, s, b, norm, eps, act,
+                            add_input)
+        return out if residual is None or add_input else out + residual
+    shape = y.shape
+    x = _normalised(y, norm, eps).reshape(-1, shape[-1])
+    if act in _ONEDNN_ACT:
+        x = linear(x, w1, b1, act)
+    else:
+        x = _act(linear(x, w1, b1), act, s, b)
+    res = None if residual is None else residual.reshape(-1, w2.shape[0])
+    return linear(x, w2, b2, residual=res).reshape(*shape[:-1], -1)
