@@ -61,7 +61,8 @@ def describe_arch(model: nn.Module) -> str:
     preset = next((name for name, a in getattr(model, 'arch_zoo', {}).items()
                    if list(a['depths']) == list(arch['depths']) and
                    list(a['embed_dims']) == list(arch['embed_dims'])), None)
-    deploy = ', deploy=True' if getattr(model, 'deploy', False) else ''
+    deploy = ', deploy=True' if getattr(model, 'mixers_folded', False) \
+        else ''
     return (f'{type(model).__name__}' +
             (f' arch {preset!r}' if preset else '') +
             f' (depths {arch["depths"]}, embed_dims {arch["embed_dims"]}'
@@ -71,7 +72,7 @@ def describe_arch(model: nn.Module) -> str:
 def _riformer_hint(model, missing, unexpected, mis_shaped) -> str:
     """The keys of a training-time RIFormer and of a deployed one differ by
     the affine mixers only: say which way to build the model."""
-    if mis_shaped or not hasattr(model, 'switch_to_deploy'):
+    if mis_shaped or not hasattr(model, 'mixers_folded'):
         return ''
 
     def only_affine(keys):

@@ -408,6 +408,28 @@ class Mlp(nn.Module):
         return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
 
 
+def _fold_norm_into(norm: nn.Module, layer: nn.Module):
+    """``layer(gamma * n + beta) = layer'(n)``; the norm loses its affine."""
+    gamma, beta = norm_affine(norm)
+    w = _matrix(layer)
+    if beta is not None:
+        shift = w @ beta
+        if layer.bias is None:
+            layer.bias = nn.Parameter(shift)
+        else:
+            layer.bias.add_(shift)
+    if gamma is not None:
+        w.mul_(gamma)  # a view of layer.weight
+    norm.weight = norm.bias = None
+
+
+def _fold_scale_into(scale: 'Scale', layer: nn.Module):
+    """``scale * layer(x) = layer'(x)``."""
+    _matrix(layer).mul_(scale.scale[:, None])
+    if layer.bias is not None:
+        layer.bias.mul_(scale.scale)
+
+
 class MetaFormerBlock(nn.Module):
     """norm -> token mixer -> (layer scale) residual, norm -> MLP -> residual."""
 
@@ -445,6 +467,33 @@ class MetaFormerBlock(nn.Module):
         x = self.res_scale2(x) + self.drop_path(
             self.layer_scale2(self.mlp(self.norm2(x))))
         return x
+
+    # ----------------------------------------------------------- deploy
+    @torch.no_grad()
+    def fold_affines(self):
+        """Fold, in place and exactly, the per-channel affines that sit next
+        to a linear map: norm2's affine into ``mlp.fc1``, layer_scale2 into
+        ``mlp.fc2``; for a SepConv mixer norm1's affine into ``pwconv1`` and
+        layer_scale1 into ``pwconv2``; for a Pooling mixer behind a one-group
+        GroupNorm norm1's gamma into layer_scale1 (its beta cancels)."""
+        if norm_kind(self.norm2) in ('group', 'layer'):
+            _fold_norm_into(self.norm2, self.mlp.fc1)
+        if isinstance(self.layer_scale2, Scale):
+            _fold_scale_into(self.layer_scale2, self.mlp.fc2)
+            self.layer_scale2 = nn.Identity()
+        mixer = self.token_mixer
+        if isinstance(mixer, SepConv) and norm_kind(self.norm1) in ('group',
+                                                                     'layer'):
+            _fold_norm_into(self.norm1, mixer.pwconv1)
+            if isinstance(self.layer_scale1, Scale):
+                _fold_scale_into(self.layer_scale1, mixer.pwconv2)
+                self.layer_scale1 = nn.Identity()
+        elif isinstance(mixer, Pooling) and norm_kind(self.norm1) == 'group' \
+                and self.norm1.weight is not None:
+            if not isinstance(self.layer_scale1, Scale):
+                self.layer_scale1 = Scale(self.norm1.weight.numel(), 1.)
+            self.layer_scale1.scale.mul_(self.norm1.weight)
+            self.norm1.weight = self.norm1.bias = None
 
     # -------------------------------------------------------- fast path
     def forward_nhwc(self, x):
@@ -694,6 +743,25 @@ class MetaFormer(BaseModule):
         for m in self.modules():
             if isinstance(m, (MetaFormerBlock, Downsampling, MetaFormerStage)):
                 m.fast_path = self._fast_path
+
+    @torch.no_grad()
+    def switch_to_deploy(self):
+        """Inference structure, same outputs: the family's own structural
+        folding (:meth:`_fold_mixers`, e.g. RIFormer's), then every block's
+        :meth:`MetaFormerBlock.fold_affines`. In place; idempotent. Load
+        (training-layout) weights first: the folded model has fewer
+        parameters."""
+        if getattr(self, 'deploy', False):
+            return
+        self._fold_mixers()
+        for stage in self.stages:
+            for block in stage.blocks:
+                block.fold_affines()
+        self.deploy = True
+        self._freeze_stages()  # the new parameters of frozen stages too
+
+    def _fold_mixers(self):
+        """Hook for families whose mixer folds into its norm."""
 
     # ------------------------------------------------------------------ setup
     @classmethod

@@ -5,7 +5,8 @@ PoolFormer v1's architecture with a per-channel affine token mixer
 ``a * x + b - x`` at training time. Because the mixer is affine and directly
 follows an affine norm, ``switch_to_deploy()`` folds it into that norm:
 ``mixer(GN(x)) = GN'(x)`` with ``gamma' = gamma (a - 1)`` and
-``beta' = beta (a - 1) + b``, so the deployed blocks have no token mixer.
+``beta' = beta (a - 1) + b``, so the deployed blocks have no token mixer;
+it then folds the remaining affines like every MetaFormer.
 """
 import torch
 import torch.nn as nn
@@ -29,14 +30,16 @@ class RIFormer(MetaFormer):
 
     def __init__(self, arch='s12', deploy: bool = False, **kwargs):
         super().__init__(arch, **kwargs)
-        self.deploy = False
+        self.mixers_folded = False
         if deploy:
-            self.switch_to_deploy()
+            self._fold_mixers()
 
     @torch.no_grad()
-    def switch_to_deploy(self):
-        """Fold every block's affine mixer into its first norm (in place)."""
-        if self.deploy:
+    def _fold_mixers(self):
+        """Fold every block's affine mixer into its first norm (in place):
+        the structure of mmpretrain's deployed RIFormer checkpoints, which
+        ``deploy=True`` builds."""
+        if self.mixers_folded:
             return
         for stage in self.stages:
             for block in stage.blocks:
@@ -46,5 +49,5 @@ class RIFormer(MetaFormer):
                 norm.bias = nn.Parameter(norm.bias * a + b)
                 norm.weight = nn.Parameter(norm.weight * a)
                 block.token_mixer = nn.Identity()
-        self.deploy = True
+        self.mixers_folded = True
         self._freeze_stages()  # the new parameters of frozen stages too
