@@ -119,9 +119,10 @@ _ONEDNN_ACT = dict(gelu=('gelu', 'none'), relu=('relu', ''))
 
 
 def _use_onednn(x: Tensor) -> bool:
+    # under torch.compile, inductor picks and fuses its own GEMM kernels
     return (x.device.type == 'cpu' and torch.backends.mkldnn.is_available()
             and x.dtype in (torch.float32, torch.bfloat16)
-            and not torch.jit.is_scripting())
+            and not torch.compiler.is_compiling())
 
 
 def linear(x: Tensor, w: Tensor, b: Optional[Tensor],

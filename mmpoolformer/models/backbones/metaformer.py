@@ -504,6 +504,8 @@ class MetaFormerBlock(nn.Module):
         ls, res = _scale(self.layer_scale1), _scale(self.res_scale1)
         if isinstance(self.token_mixer, Pooling) and \
                 norm_kind(self.norm1) == 'group':
+            if torch.is_autocast_enabled(x.device.type):
+                x = x.float()  # as the plain path's fp32 norm promotes it
             # pool(GN(x)) - GN(x) == gamma / sigma * (pool(x) - x)
             gamma = self.norm1.weight
             k = x.new_ones(x.shape[-1]) if gamma is None else gamma
@@ -529,7 +531,9 @@ class MetaFormerBlock(nn.Module):
         mlp = self.mlp
         kind, act = norm_kind(self.norm2), act_kind(mlp.act)
         ls, res = _scale(self.layer_scale2), _scale(self.res_scale2)
-        if kind is None or act is None or (self.training and mlp.drop.p > 0):
+        if kind is None or act is None or (self.training and mlp.drop.p > 0) \
+                or torch.is_autocast_enabled(y.device.type):
+            # autocast casts per op: the unfused ops keep its dtype policy
             h = F.linear(norm_nhwc(self.norm2, y), _matrix(mlp.fc1),
                          mlp.fc1.bias)
             branch = F.linear(mlp.drop(mlp.act(h)), _matrix(mlp.fc2),
