@@ -115,7 +115,9 @@ def onnx_row(reference, x, workdir):
     path = os.path.join(workdir, 'reference.onnx')
     export_onnx(copy.deepcopy(reference).float().cpu(), path,
                 input_shape=tuple(x.shape))
-    session = ort_session(path)
+    # idle onnxruntime threads would otherwise spin on the cores the next
+    # (PyTorch) row is timed on
+    session = ort_session(path, spinning=False)
     x_cpu = x.float().cpu()
     return (lambda: run_session(session, x_cpu)), run_session(session, x_cpu)
 

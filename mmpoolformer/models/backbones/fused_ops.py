@@ -122,7 +122,8 @@ def _use_onednn(x: Tensor) -> bool:
     # under torch.compile, inductor picks and fuses its own GEMM kernels
     return (x.device.type == 'cpu' and torch.backends.mkldnn.is_available()
             and x.dtype in (torch.float32, torch.bfloat16)
-            and not torch.compiler.is_compiling())
+            and not torch.compiler.is_compiling()
+            and not torch.jit.is_tracing())
 
 
 def linear(x: Tensor, w: Tensor, b: Optional[Tensor],
