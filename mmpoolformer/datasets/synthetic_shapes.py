@@ -4,13 +4,19 @@ The demo and the tests train the real OpenMMLab datasets on these files, so
 they run on a fresh machine without downloading anything. Each image holds a
 few non-overlapping squares, circles and triangles of random size and colour
 on a noisy background; the class is the shape, never the colour.
+
+Each writer takes ``progress``: mmengine's progress bar over the images
+written, by default only when stdout is a terminal, so that logs and the
+tests' captured output stay free of bar redraws.
 """
 import json
+import sys
 from pathlib import Path
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import cv2
 import numpy as np
+from mmengine.utils import ProgressBar
 
 SHAPE_CLASSES = ('square', 'circle', 'triangle')
 #: ADE-style label ids: 0 is ADE's ignored "other", 1 the background
@@ -63,14 +69,31 @@ def _splits(num_train: int, num_val: int) -> Dict[str, int]:
     return {'train': num_train, 'val': num_val}
 
 
+def _progress_bar(total: int,
+                  progress: Optional[bool]) -> Optional[ProgressBar]:
+    """A bar over ``total`` images when asked for (``None``: when stdout is
+    a terminal)."""
+    if progress is None:
+        progress = sys.stdout.isatty()
+    return ProgressBar(total, file=sys.stdout) if progress and total else None
+
+
+def _finish(bar: Optional[ProgressBar]) -> None:
+    if bar is not None:
+        bar.file.write('\n')
+        bar.file.flush()
+
+
 def write_coco_shapes(root, num_train: int = 48, num_val: int = 16,
                       image_size: int = 128, seed: int = 0,
-                      max_shapes: int = 3) -> Dict[str, str]:
+                      max_shapes: int = 3,
+                      progress: Optional[bool] = None) -> Dict[str, str]:
     """COCO layout: ``annotations/instances_{train,val}2017.json`` and
     ``{train,val}2017/*.png``; boxes, polygon masks, areas, iscrowd 0."""
     root = Path(root)
     rng = np.random.default_rng(seed)
     paths = {}
+    bar = _progress_bar(num_train + num_val, progress)
     for split, count in _splits(num_train, num_val).items():
         img_dir = root / f'{split}2017'
         img_dir.mkdir(parents=True, exist_ok=True)
@@ -93,6 +116,8 @@ def write_coco_shapes(root, num_train: int = 48, num_val: int = 16,
                     bbox=[x0, y0, int(xs.max()) - x0 + 1, int(ys.max()) - y0 + 1],
                     segmentation=[pts.astype(float).ravel().tolist()],
                     area=float(mask.sum()), iscrowd=0))
+            if bar is not None:
+                bar.update()
         ann_file = root / 'annotations' / f'instances_{split}2017.json'
         ann_file.parent.mkdir(parents=True, exist_ok=True)
         ann_file.write_text(json.dumps(dict(
@@ -100,17 +125,20 @@ def write_coco_shapes(root, num_train: int = 48, num_val: int = 16,
             categories=[dict(id=i + 1, name=n, supercategory='shape')
                         for i, n in enumerate(SHAPE_CLASSES)])))
         paths[split] = str(ann_file)
+    _finish(bar)
     return paths
 
 
 def write_ade_shapes(root, num_train: int = 48, num_val: int = 16,
                      image_size: int = 128, seed: int = 0,
-                     max_shapes: int = 3) -> Dict[str, str]:
+                     max_shapes: int = 3,
+                     progress: Optional[bool] = None) -> Dict[str, str]:
     """ADEChallengeData2016 layout: ``images/{training,validation}/*.jpg``
     and ``annotations/{training,validation}/*.png`` label maps."""
     root = Path(root)
     rng = np.random.default_rng(seed)
     paths = {}
+    bar = _progress_bar(num_train + num_val, progress)
     for split, count in _splits(num_train, num_val).items():
         folder = {'train': 'training', 'val': 'validation'}[split]
         img_dir, ann_dir = root / 'images' / folder, root / 'annotations' / folder
@@ -122,13 +150,17 @@ def write_ade_shapes(root, num_train: int = 48, num_val: int = 16,
             cv2.imwrite(str(img_dir / f'{name}.jpg'), img,
                         [cv2.IMWRITE_JPEG_QUALITY, 95])
             cv2.imwrite(str(ann_dir / f'{name}.png'), label_map)
+            if bar is not None:
+                bar.update()
         paths[split] = str(img_dir)
+    _finish(bar)
     return paths
 
 
 def write_imagenet_shapes(root, num_train_per_class: int = 8,
                           num_val_per_class: int = 4, image_size: int = 64,
-                          seed: int = 0) -> Dict[str, str]:
+                          seed: int = 0,
+                          progress: Optional[bool] = None) -> Dict[str, str]:
     """ImageNet layout: ``{train,val}/<class>/*.png`` and
     ``meta/{train,val}.txt`` (``<class>/<file> <label>`` per line); one shape
     per image."""
@@ -136,6 +168,9 @@ def write_imagenet_shapes(root, num_train_per_class: int = 8,
     rng = np.random.default_rng(seed)
     paths = {}
     (root / 'meta').mkdir(parents=True, exist_ok=True)
+    bar = _progress_bar(
+        (num_train_per_class + num_val_per_class) * len(SHAPE_CLASSES),
+        progress)
     for split, per_class in _splits(num_train_per_class,
                                     num_val_per_class).items():
         lines = []
@@ -153,8 +188,11 @@ def write_imagenet_shapes(root, num_train_per_class: int = 8,
                 file = f'{name}/{name}_{i:05d}.png'
                 cv2.imwrite(str(root / split / file), img)
                 lines.append(f'{file} {label}')
+                if bar is not None:
+                    bar.update()
         meta = root / 'meta' / f'{split}.txt'
         meta.write_text('\n'.join(lines) + '\n')
         paths[split] = str(meta)
+    _finish(bar)
     return paths
 

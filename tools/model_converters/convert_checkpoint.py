@@ -2,7 +2,7 @@
 recognised layout into an mmpoolformer backbone checkpoint.
 
     python tools/model_converters/convert_checkpoint.py SRC DST \
-        [--arch NAME] [--force]
+        [--arch NAME] [--force] [--progress | --no-progress]
 
 SRC may be an official sail-sg/poolformer or sail-sg/metaformer checkpoint,
 an mmpretrain, timm or mmpoolformer one (the layouts of
@@ -15,12 +15,15 @@ must load into that backbone with no key left over (output norms may be
 absent: they are then trained from scratch). DST is
 ``{'state_dict': {'backbone.<key>': tensor}, 'meta': {...}}``, loadable with
 ``init_cfg=dict(type='Pretrained', checkpoint=DST)``. SRC is never
-overwritten, nor an existing DST without ``--force``.
+overwritten, nor an existing DST without ``--force``. A progress bar over
+the converted keys shows when stdout is a terminal (``--progress`` /
+``--no-progress`` force it on / off), so logs and tests stay clean.
 """
 import argparse
 import os
 import os.path as osp
 import pickle
+import sys
 
 import torch
 from mmengine.runner import CheckpointLoader
@@ -85,7 +88,7 @@ def check_paths(src: str, dst: str, force: bool) -> None:
         raise ToolError(f'DST {dst} exists; pass --force to overwrite it.')
 
 
-def convert(src: str, dst: str, arch=None) -> dict:
+def convert(src: str, dst: str, arch=None, progress: bool = False) -> dict:
     try:
         checkpoint = CheckpointLoader.load_checkpoint(src, map_location='cpu')
     except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as err:
@@ -113,7 +116,10 @@ def convert(src: str, dst: str, arch=None) -> dict:
 
     print(f'{src}: {fmt} format -> {name} ({cls_name}); writing {dst}')
     out = {}
-    for key, value in track_iter_progress(list(converted.items())):
+    items = list(converted.items())
+    if progress:
+        items = track_iter_progress(items, file=sys.stdout)
+    for key, value in items:
         out['backbone.' + key] = value.contiguous()
     meta = dict(arch=name, type=cls_name, source=src, source_format=fmt,
                 converter='tools/model_converters/convert_checkpoint.py',
@@ -145,6 +151,13 @@ def parse_args(argv=None):
         '(default: inferred from the keys when only one fits)')
     parser.add_argument('--force', action='store_true',
                         help='overwrite an existing DST')
+    progress = parser.add_mutually_exclusive_group()
+    progress.add_argument(
+        '--progress', dest='progress', action='store_true', default=None,
+        help='progress bar over the keys (default: when stdout is a '
+        'terminal)')
+    progress.add_argument('--no-progress', dest='progress',
+                          action='store_false', help='no progress bar')
     return parser.parse_args(argv)
 
 
@@ -156,7 +169,9 @@ def main(argv=None) -> dict:
         if args.arch and args.arch.lower() not in arch_names():
             raise ToolError(f'unknown --arch {args.arch!r}; choose one of '
                             f'{", ".join(sorted(arch_names()))}.')
-        return convert(args.src, args.dst, args.arch)
+        progress = sys.stdout.isatty() if args.progress is None \
+            else args.progress
+        return convert(args.src, args.dst, args.arch, progress)
 
 
 if __name__ == '__main__':

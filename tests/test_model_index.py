@@ -1,0 +1,267 @@
+"""model-index.yml and its metafiles describe exactly the configs in configs/
+with numbers that hold: parameter counts of the models the configs build,
+FLOPs that get_flops.py's counting reproduces, the published results and the
+configs' checkpoint URLs; tools/model_zoo/gen_model_zoo.py renders, checks
+and updates from them. Also the progress bars of the converter and of the
+synthetic data sets: shown when asked for, silent in captured output."""
+import importlib.util
+import re
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from mmengine.config import Config
+
+import mmpoolformer
+from mmpoolformer.datasets import write_imagenet_shapes
+from test_configs import build, load
+
+ROOT = Path(__file__).resolve().parents[1]
+TOOL = ROOT / 'tools' / 'model_zoo' / 'gen_model_zoo.py'
+CONVERTER = ROOT / 'tools' / 'model_converters' / 'convert_checkpoint.py'
+README = ROOT / 'README.md'
+
+
+def load_tool(path, name):
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+zoo = load_tool(TOOL, 'mmpoolformer_tools_gen_model_zoo')
+mmpoolformer.register_all_modules()
+METAFILES = zoo.load_index()
+MODELS = {m['Name']: m for m in zoo.models_of(METAFILES)}
+CONFIGS = sorted(p.relative_to(ROOT).as_posix()
+                 for p in (ROOT / 'configs').rglob('*.py'))
+
+# The published numbers (sail-sg/poolformer and sail-sg/metaformer READMEs,
+# i.e. the papers); no other model has a published result.
+TOP1 = 'Top 1 Accuracy'
+PUBLISHED = {
+    'poolformer_s12_in1k': {TOP1: 77.2},
+    'poolformer_s24_in1k': {TOP1: 80.3},
+    'poolformer_s36_in1k': {TOP1: 81.4},
+    'poolformer_m36_in1k': {TOP1: 82.1},
+    'poolformer_m48_in1k': {TOP1: 82.5},
+    'retinanet_poolformer_s12_coco': {'box AP': 36.2},
+    'retinanet_poolformer_s24_coco': {'box AP': 38.9},
+    'retinanet_poolformer_s36_coco': {'box AP': 39.5},
+    'mask_rcnn_poolformer_s12_coco': {'box AP': 37.3, 'mask AP': 34.6},
+    'mask_rcnn_poolformer_s24_coco': {'box AP': 40.1, 'mask AP': 37.0},
+    'mask_rcnn_poolformer_s36_coco': {'box AP': 41.0, 'mask AP': 37.7},
+    'fpn_poolformer_s12_ade20k': {'mIoU': 37.2},
+    'fpn_poolformer_s24_ade20k': {'mIoU': 40.3},
+    'fpn_poolformer_s36_ade20k': {'mIoU': 42.0},
+    'fpn_poolformer_m36_ade20k': {'mIoU': 42.4},
+    'fpn_poolformer_m48_ade20k': {'mIoU': 42.7},
+    'poolformerv2_s12_in1k': {TOP1: 78.0},
+    'identityformer_s12_in1k': {TOP1: 74.6},
+    'randformer_s12_in1k': {TOP1: 76.6},
+    'convformer_s18_in1k': {TOP1: 83.0},
+    'caformer_s18_in1k': {TOP1: 83.6},
+}
+
+
+# ------------------------------------------------------------- the index
+def test_every_config_is_listed_once_in_its_folder_metafile():
+    listed = Counter(m['Config'] for m in MODELS.values())
+    assert sum(listed.values()) == len(MODELS)  # names are unique too
+    assert [c for c, n in listed.items() if n > 1] == []
+    assert sorted(listed) == CONFIGS and len(CONFIGS) == 46
+    assert zoo.unlisted_configs() == []
+    # one metafile per config folder, each listing that folder's configs
+    imported = {p.resolve() for p in METAFILES}
+    assert imported == {p.resolve() for p in
+                        (ROOT / 'configs').rglob('metafile.yml')}
+    for path, meta in METAFILES.items():
+        for model in meta['Models']:
+            assert Path(model['Config']).parent == \
+                path.resolve().parent.relative_to(ROOT), model['Name']
+            assert model['Name'] == Path(model['Config']).stem
+
+
+def test_metafiles_follow_the_schema_and_the_configs():
+    collections = {c['Name']: c for meta in METAFILES.values()
+                   for c in meta['Collections']}
+    for collection in collections.values():
+        assert collection['Paper']['Title']
+        assert collection['Paper']['URL'].startswith('https://arxiv.org/')
+        assert (ROOT / collection['Code']['URL']).is_file()
+    for name, model in MODELS.items():
+        assert model['In Collection'] in collections
+        meta = model['Metadata']
+        cfg = Config.fromfile(str(ROOT / model['Config']))
+        shape, part = zoo.FLOPS_SETTINGS[cfg.default_scope]
+        assert meta['Training Data'] == {'mmpretrain': 'ImageNet-1k',
+                                         'mmdet': 'COCO',
+                                         'mmseg': 'ADE20K'}[cfg.default_scope]
+        assert meta['Architecture'] and meta['Parameters'] > 0
+        assert meta['FLOPs'] > 0
+        assert meta['FLOPs Input'] == 'x'.join(map(str, shape))
+        assert meta['FLOPs Counted'] == part
+        schedule = cfg.train_cfg.get('max_epochs') or cfg.train_cfg.max_iters
+        assert meta.get('Epochs', meta.get('Iterations')) == schedule
+        # the released weights of the model itself, or those its backbone
+        # starts from: the URL the config names
+        ckpt = cfg.get('checkpoint_file')
+        if cfg.default_scope == 'mmpretrain':
+            assert model.get('Weights') == ckpt, name
+            assert 'Pretrained Backbone' not in meta
+        else:
+            assert meta.get('Pretrained Backbone') == ckpt, name
+            assert cfg.model.backbone.init_cfg.checkpoint == ckpt
+            assert 'Weights' not in model
+        # published numbers only, with their source
+        results = model.get('Results')
+        if name in PUBLISHED:
+            metrics = {k: v for r in results for k, v in r['Metrics'].items()}
+            assert metrics == PUBLISHED[name], name
+            assert all(r['Dataset'] == meta['Training Data'] and r['Task']
+                       for r in results)
+            assert re.match(r'https://github.com/sail-sg/(poolformer|'
+                            r'metaformer)$', model['Results Source'])
+        else:
+            assert results is None and 'Results Source' not in model, name
+
+
+def test_metafiles_are_in_the_tools_layout():
+    """--update-metadata rewrites them with dump_metafile: a hand edit in
+    another layout would turn into a noisy diff there."""
+    for path in METAFILES:
+        text = path.read_text()
+        assert text == zoo.dump_metafile(yaml.safe_load(text),
+                                         zoo._header(text)), path
+    assert (ROOT / 'model-index.yml').read_text().endswith(
+        zoo.dump_metafile({'Import': [
+            'configs/metafile.yml', 'configs/metaformer/metafile.yml',
+            'configs/ablations/metafile.yml']}))
+
+
+# -------------------------------------------------------- measured numbers
+@pytest.mark.parametrize('name', sorted(MODELS))
+def test_parameters_are_those_of_the_built_model(name):
+    model = build(load(MODELS[name]['Config'].split('/', 1)[1]))
+    meta = MODELS[name]['Metadata']
+    assert sum(p.numel() for p in model.parameters()) == meta['Parameters']
+    frozen = sum(p.numel() for p in model.parameters() if not p.requires_grad)
+    assert frozen == meta.get('Frozen Parameters', 0)
+
+
+def test_flops_of_the_cheapest_configs_are_reproduced():
+    cheapest = sorted(MODELS, key=lambda n: MODELS[n]['Metadata']['FLOPs'])
+    get_flops = zoo._get_flops_tool()
+    for name in cheapest[:3]:
+        meta = MODELS[name]['Metadata']
+        measured = zoo.measure(MODELS[name]['Config'], get_flops)
+        assert measured == {k: meta[k] for k in zoo.MEASURED if k in meta}
+    # the same count as get_flops.py's own whole-model row
+    cfg = load('poolformer_s12_in1k.py', fast_path=False)
+    with torch.no_grad():
+        rows = get_flops.get_flops(cfg, (224, 224))
+    meta = MODELS['poolformer_s12_in1k']['Metadata']
+    assert rows['whole model']['flops'] == meta['FLOPs']
+    assert rows['whole model']['params'] == meta['Parameters']
+
+
+def test_update_metadata_rewrites_only_the_measured_keys(tmp_path, capsys):
+    name = 'poolformer_s12_in1k'
+    entry = dict(MODELS[name], Metadata=dict(MODELS[name]['Metadata']))
+    true = {k: entry['Metadata'][k] for k in zoo.MEASURED
+            if k in entry['Metadata']}
+    entry['Metadata'].update(Parameters=1, FLOPs=2)
+    header = '# kept\n'
+    collection = next(c for c in METAFILES[ROOT / 'configs/metafile.yml']
+                      ['Collections'])
+    meta = tmp_path / 'metafile.yml'
+    meta.write_text(zoo.dump_metafile(
+        {'Collections': [collection], 'Models': [entry]}, header))
+    index = tmp_path / 'model-index.yml'
+    index.write_text('Import:\n- metafile.yml\n')
+
+    changed, written = zoo.update_metadata(index)  # stdout is no terminal
+    assert capsys.readouterr().out == ''  # so no progress bar
+    assert list(changed) == [name] and written == [meta]
+    assert changed[name][1] == true
+    again = yaml.safe_load(meta.read_text())['Models'][0]
+    assert again == MODELS[name]
+    assert meta.read_text().startswith(header)
+    # measured again: nothing changes; the forced bar counts one config
+    assert zoo.update_metadata(index, only=[name], progress=True) == ({}, [])
+    assert '1/1' in capsys.readouterr().out
+    with pytest.raises(SystemExit, match='no model named nope'):
+        zoo.main(['--index', str(index), '--update-metadata',
+                  '--only', 'nope'])
+
+
+# ------------------------------------------------------------------ tables
+def test_readme_tables_are_up_to_date(capsys):
+    if not zoo.has_markers(README.read_text()):
+        pytest.skip(f'README.md has no {zoo.START} / {zoo.END} markers yet; '
+                    'its owner adds them, then this checks the tables')
+    assert zoo.main([str(README), '--check']) == 0, capsys.readouterr().out
+
+
+def test_tables_are_written_checked_and_printed(tmp_path, capsys):
+    block = zoo.render()
+    assert zoo.main(['--print']) == 0
+    assert capsys.readouterr().out == block
+    # every model once, with its config link; published numbers; weights
+    for name, model in MODELS.items():
+        assert block.count(f'[{name}]({model["Config"]})') == 1
+    assert '| 77.2 |' in block and '| 37.3 | 34.6 |' in block
+    assert '(https://github.com/sail-sg/poolformer/releases/download/v1.0/' \
+        'poolformer_m48.pth.tar)' in block
+    assert '33.05 (21.13 frozen)' in block  # the global random matrices
+    for line in ('FLOPs: whole model at 1×3×224×224.',
+                 'FLOPs: backbone+neck at 1×3×800×1280.',
+                 'FLOPs: whole model at 1×3×512×512.'):
+        assert line in block
+
+    doc = tmp_path / 'doc.md'
+    before, after = '# Title\n\nintro\n\n', '\nafter\n'
+    doc.write_text(f'{before}{zoo.START}\nstale\n{zoo.END}{after}')
+    assert zoo.main([str(doc), '--check']) == 1
+    out = capsys.readouterr().out
+    assert '-stale' in out and '+| config |' in out and 'out of date' in out
+    assert 'stale' in doc.read_text()  # --check never writes
+
+    assert zoo.main([str(doc)]) == 0
+    assert doc.read_text() == f'{before}{zoo.START}\n{block}{zoo.END}{after}'
+    assert zoo.main([str(doc), '--check']) == 0
+    assert 'up to date' in capsys.readouterr().out
+
+    doc.write_text(f'markers quoted in a line do not count: {zoo.START}\n')
+    with pytest.raises(SystemExit, match='needs one <!-- model-zoo:start'):
+        zoo.main([str(doc), '--check'])
+
+
+# ----------------------------------------------------------- progress bars
+def test_synthetic_data_progress_bar(tmp_path, capsys):
+    write_imagenet_shapes(tmp_path / 'a', 1, 1, image_size=16)
+    assert capsys.readouterr().out == ''  # not a terminal: no bar
+    write_imagenet_shapes(tmp_path / 'b', 1, 1, image_size=16, progress=True)
+    assert '6/6' in capsys.readouterr().out  # 2 images x 3 classes
+    files = sorted(p.relative_to(tmp_path / 'a')
+                   for p in (tmp_path / 'a').rglob('*') if p.is_file())
+    assert len(files) == 8
+    for f in files:  # the bar does not change what is written
+        assert (tmp_path / 'a' / f).read_bytes() == \
+            (tmp_path / 'b' / f).read_bytes()
+
+
+def test_converter_progress_bar(tmp_path, capsys):
+    converter = load_tool(CONVERTER, 'mmpoolformer_tools_convert_checkpoint')
+    state = mmpoolformer.models.PoolFormer('s12').state_dict()
+    torch.save(state, tmp_path / 'src.pth')
+    args = [str(tmp_path / 'src.pth'), '--arch', 'poolformer_s12']
+    converter.main([*args[:1], str(tmp_path / 'a.pth'), *args[1:]])
+    assert 'task/s' not in capsys.readouterr().out  # not a terminal: no bar
+    converter.main([*args[:1], str(tmp_path / 'b.pth'), *args[1:],
+                    '--progress'])
+    assert f'{len(state)}/{len(state)}' in capsys.readouterr().out
+    a, b = torch.load(tmp_path / 'a.pth'), torch.load(tmp_path / 'b.pth')
+    assert a['state_dict'].keys() == b['state_dict'].keys()
