@@ -544,8 +544,12 @@ def test_retinanet_trains_every_backbone_and_neck_parameter():
 
     ours_grads = grads(ours)
     assert len(ours_grads) > 100
+    # the GroupNorm bias in front of pooling cancels: exactly zero (fast
+    # path), but it is in the graph, so DDP sees it used
+    cancels = {n for n in ours_grads if n.endswith('norm1.bias')}
     missing = [n for n, g in ours_grads.items()
-               if g is None or not torch.isfinite(g).all() or not g.any()]
+               if g is None or not torch.isfinite(g).all()
+               or (not g.any() and n not in cancels)]
     assert missing == []
     unused = [n for n, g in grads(official).items() if g is None]
     assert unused == ['backbone.norm0.weight', 'backbone.norm0.bias']
