@@ -2,7 +2,7 @@
 
 Every repetition runs one step of every row, starting from a different row
 each time, so that the noise of a shared machine hits all rows alike;
-results are medians.
+results are medians. Modes are timed one after the other.
 """
 import contextlib
 import statistics
@@ -72,27 +72,28 @@ def interleaved_medians(steps: dict, modes, reps: int, warmup: int,
     rows = list(steps)
     times = {r: {m: [] for m in modes if m in steps[r]} for r in rows}
 
-    def round_(rep, record):
+    def round_(mode, rep, record):
         order = rows[rep % len(rows):] + rows[:rep % len(rows)]
-        for mode in modes:
-            for row in order:
-                fn = steps[row].get(mode)
-                if fn is None:
-                    continue
-                _sync(device)
-                start = time.perf_counter()
-                fn()
-                _sync(device)
-                if record:
-                    times[row][mode].append((time.perf_counter() - start)
-                                            * 1e3)
+        for row in order:
+            fn = steps[row].get(mode)
+            if fn is None:
+                continue
+            _sync(device)
+            start = time.perf_counter()
+            fn()
+            _sync(device)
+            if record:
+                times[row][mode].append((time.perf_counter() - start) * 1e3)
 
-    if warmup:
-        print(f'warm-up: {warmup} rounds over {len(rows)} rows')
-        for rep in track_iter_progress(list(range(warmup))):
-            round_(rep, False)
-    print(f'timing: {reps} interleaved rounds')
-    for rep in track_iter_progress(list(range(reps))):
-        round_(rep, True)
+    # one mode after the other: inference is timed on unchanging weights,
+    # as in deployment, not right after an optimizer step
+    for mode in modes:
+        if warmup:
+            print(f'{mode} warm-up: {warmup} rounds over {len(rows)} rows')
+            for rep in track_iter_progress(list(range(warmup))):
+                round_(mode, rep, False)
+        print(f'{mode}: {reps} interleaved rounds')
+        for rep in track_iter_progress(list(range(reps))):
+            round_(mode, rep, True)
     return {r: {m: dict(median_ms=statistics.median(v), all_ms=v)
                 for m, v in t.items()} for r, t in times.items()}

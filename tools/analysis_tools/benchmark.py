@@ -16,7 +16,10 @@ Rows (backbone mode), all computing the same function (checked first):
 * ``mmpretrain``: mmpretrain's ``PoolFormer`` (PoolFormer archs);
 * ``timm``: ``timm.create_model(ARCH, features_only=True)``;
 * ``onnxruntime``: the reference (mmpretrain's model, else timm's) exported
-  to ONNX, run by onnxruntime (inference only): the deployment yardstick.
+  to ONNX, run by onnxruntime (inference only): the deployment yardstick,
+  interleaved with its threads not spinning, and once more alone with its
+  default spinning threads (which would slow any row timed after them);
+  the target compares against the faster of the two.
 
 Detector mode (``--detector retinanet|fpn``): the training step of our
 RetinaNet-S12 / Semantic FPN-S12 config against the same model with
@@ -50,7 +53,7 @@ from mmpoolformer.benchmark.timing import (autocast, backbone_steps,
 from mmpoolformer.utils.errors import ToolError, exit_on_tool_error
 
 TOL = 1e-4  # relative (2-norm) agreement required between rows, fp32
-INFER_ONLY = ('ours-deploy', 'ours-deploy+compile', 'onnxruntime')
+INFER_ONLY = ('ours-deploy', 'ours-deploy+compile', 'onnxruntime')  # rows
 
 
 def parse_args(argv=None):
@@ -109,17 +112,23 @@ def outputs(model, x, dtype, device):
 
 
 def onnx_row(reference, x, workdir):
-    """The reference exported to ONNX (dynamic axes) and a step running it
-    in onnxruntime, plus its outputs for the equality check."""
+    """The reference exported to ONNX (dynamic axes), a step running it in
+    onnxruntime without spinning threads (interleaved: idle spinning threads
+    would slow the next PyTorch row), one with onnxruntime's default
+    spinning (timed alone, after the interleaved rounds), and its outputs
+    for the equality check."""
     from mmpoolformer.deployment import export_onnx, ort_session, run_session
     path = os.path.join(workdir, 'reference.onnx')
     export_onnx(copy.deepcopy(reference).float().cpu(), path,
                 input_shape=tuple(x.shape))
-    # idle onnxruntime threads would otherwise spin on the cores the next
-    # (PyTorch) row is timed on
-    session = ort_session(path, spinning=False)
+    quiet = ort_session(path, spinning=False)
     x_cpu = x.float().cpu()
-    return (lambda: run_session(session, x_cpu)), run_session(session, x_cpu)
+
+    def spinning_step():
+        session = ort_session(path)
+        return lambda: run_session(session, x_cpu)
+    return (lambda: run_session(quiet, x_cpu)), spinning_step, \
+        run_session(quiet, x_cpu)
 
 
 def check_equal(outs, pairs, label):
@@ -168,8 +177,8 @@ def run_backbones(args):
         if not args.no_onnx and 'infer' in args.modes and \
                 (not args.rows or 'onnxruntime' in args.rows):
             print(f'exporting {ref_name} to ONNX for onnxruntime')
-            ort_step, outs['onnxruntime'] = onnx_row(models[ref_name], x,
-                                                     workdir)
+            ort_step, ort_spinning, outs['onnxruntime'] = onnx_row(
+                models[ref_name], x, workdir)
             steps['onnxruntime'] = dict(infer=ort_step)
         pairs = [('ours', 'mmpretrain'), ('ours-plain', 'mmpretrain'),
                  ('ours-raw', 'timm'), ('ours-deploy', 'ours'),
@@ -211,6 +220,13 @@ def run_backbones(args):
             del steps['ours-deploy+compile']['train']
         timed = interleaved_medians(steps, args.modes, args.reps, args.warmup,
                                     args.device)
+        if 'onnxruntime' in steps:
+            print('onnxruntime with its default (spinning) threads, alone')
+            alone = {'onnxruntime (spinning, alone)': dict(
+                infer=ort_spinning())}
+            timed.update(interleaved_medians(alone, ['infer'], args.reps,
+                                             args.warmup))
+            steps.update(alone)
 
     rows = {}
     for name in steps:

@@ -527,6 +527,38 @@ class MetaFormerBlock(nn.Module):
             branch = branch * keep
         return branch + (x if res is None else x * res)
 
+    def _folded_mlp(self, kind, ls):
+        """fc1 / fc2 with the norm affine and the layer scale folded in.
+        Without autograd the result is cached until a weight changes (its
+        storage or version), so inference folds once, like deploy mode."""
+        mlp = self.mlp
+        gamma, beta = norm_affine(self.norm2) if kind != 'none' else (None,
+                                                                      None)
+        params = (mlp.fc1.weight, mlp.fc1.bias, gamma, beta, mlp.fc2.weight,
+                  mlp.fc2.bias, ls)
+        key = None
+        if not torch.is_grad_enabled():
+            key = tuple(None if p is None else (p.data_ptr(), p._version)
+                        for p in params)
+            cached = self.__dict__.get('_folded_cache')
+            if cached is not None and cached[0] == key:
+                return cached[1]
+        w1, b1 = _matrix(mlp.fc1), mlp.fc1.bias
+        if beta is not None:
+            b1 = w1.mv(beta) if b1 is None else torch.addmv(b1, w1, beta)
+        if gamma is not None:
+            w1 = w1 * gamma
+        w2, b2 = _matrix(mlp.fc2), mlp.fc2.bias
+        if ls is not None:
+            w2 = w2 * ls[:, None]
+            b2 = None if b2 is None else b2 * ls
+        folded = (w1, b1, w2, b2)
+        if key is not None:
+            self.__dict__['_folded_cache'] = (key, folded)
+        else:
+            self.__dict__.pop('_folded_cache', None)  # training: no stale copy
+        return folded
+
     def _mlp_nhwc(self, y):
         mlp = self.mlp
         kind, act = norm_kind(self.norm2), act_kind(mlp.act)
@@ -539,18 +571,7 @@ class MetaFormerBlock(nn.Module):
             branch = F.linear(mlp.drop(mlp.act(h)), _matrix(mlp.fc2),
                               mlp.fc2.bias)
             return self._residual(y, res, mlp.drop(branch), ls)
-        # fold the norm affine into fc1 and the layer scale into fc2
-        w1, b1 = _matrix(mlp.fc1), mlp.fc1.bias
-        gamma, beta = norm_affine(self.norm2) if kind != 'none' else (None,
-                                                                      None)
-        if beta is not None:
-            b1 = w1.mv(beta) if b1 is None else torch.addmv(b1, w1, beta)
-        if gamma is not None:
-            w1 = w1 * gamma
-        w2, b2 = _matrix(mlp.fc2), mlp.fc2.bias
-        if ls is not None:
-            w2 = w2 * ls[:, None]
-            b2 = None if b2 is None else b2 * ls
+        w1, b1, w2, b2 = self._folded_mlp(kind, ls)
         act_params = (mlp.act.scale, mlp.act.bias) if act == 'star_relu' \
             else (None, None)
         norm = None if kind == 'none' else kind
