@@ -129,7 +129,8 @@ def _use_onednn(x: Tensor) -> bool:
 def linear(x: Tensor, w: Tensor, b: Optional[Tensor],
            act: Optional[str] = None,
            residual: Optional[Tensor] = None) -> Tensor:
-    """``act(x @ w.T + b) (+ residual)`` on a 2-D ``x``.
+    """``act(x @ w.T + b) (+ residual)`` on a 2-D ``x``, without autograd
+    (inside autograd functions or under ``no_grad``).
 
     On CPU this is one oneDNN matmul with the bias, the activation or the
     residual sum as post-ops: ``F.linear`` would first copy the broadcast
@@ -270,7 +271,14 @@ def norm_mlp(y: Tensor, w1: Tensor, b1: Optional[Tensor], w2: Tensor,
         return out if residual is None or add_input else out + residual
     shape = y.shape
     x = _normalised(y, norm, eps).reshape(-1, shape[-1])
-    if act in _ONEDNN_ACT:
+    if act == 'star_relu':
+        # fc2(s * relu(h)**2 + b) = (s * W2) relu(h)**2 + (b2 + b * W2 1):
+        # one in-place pass after a GEMM with the ReLU fused
+        w2, b2 = w2 * s, torch.addmv(b2 if b2 is not None else
+                                     w2.new_zeros(w2.shape[0]), w2,
+                                     b.expand(w2.shape[1]))
+        x = linear(x, w1, b1, 'relu').square_()
+    elif act in _ONEDNN_ACT:
         x = linear(x, w1, b1, act)
     else:
         x = _act(linear(x, w1, b1), act, s, b)

@@ -25,7 +25,7 @@ from mmengine.model import BaseModule
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from mmpoolformer.registry import MODELS
-from .fused_ops import norm_mlp, pool_mix, to_nchw, to_nhwc
+from .fused_ops import linear, norm_mlp, pool_mix, to_nchw, to_nhwc
 
 NUM_STAGES = 4
 
@@ -264,9 +264,19 @@ class SepConv(nn.Module):
     def forward_nhwc(self, x):
         # 1x1 convolutions as GEMMs on (B*H*W, C), the depthwise one on a
         # channels-last view: no layout change anywhere
-        x = self.act1(F.linear(x, _matrix(self.pwconv1), self.pwconv1.bias))
-        x = to_nhwc(self.dwconv(to_nchw(x)))
-        return F.linear(x, _matrix(self.pwconv2), self.pwconv2.bias)
+        shape = x.shape
+        x = x.reshape(-1, shape[-1])
+        w1, b1 = _matrix(self.pwconv1), self.pwconv1.bias
+        if torch.is_grad_enabled():
+            x = self.act1(F.linear(x, w1, b1))
+        else:  # StarReLU in place after a GEMM with the ReLU fused
+            x = linear(x, w1, b1, 'relu').square_()
+            x = x.mul_(self.act1.scale).add_(self.act1.bias)
+        x = to_nhwc(self.dwconv(to_nchw(x.reshape(*shape[:-1], -1))))
+        # oneDNN's matmul has no autograd: only without it
+        project = F.linear if torch.is_grad_enabled() else linear
+        return project(x.reshape(-1, x.shape[-1]), _matrix(self.pwconv2),
+                       self.pwconv2.bias).reshape(*shape[:-1], -1)
 
 
 class Attention(nn.Module):
