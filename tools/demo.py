@@ -28,6 +28,7 @@ from mmpoolformer import register_all_modules
 from mmpoolformer.datasets import (SEG_CLASSES, SHAPE_CLASSES,
                                    write_ade_shapes, write_coco_shapes)
 from mmpoolformer.utils.data_check import leaf_datasets
+from mmpoolformer.visualization import draw_prediction
 
 ROOT = Path(__file__).resolve().parents[1]
 TASKS = {
@@ -177,24 +178,23 @@ def upscale(image, sample, factor):
 
 
 def draw_predictions(runner, task, out_file, num_images=4, factor=3):
-    """Predictions of the first validation images through the task's
-    OpenMMLab visualizer, side by side."""
+    """Predictions of the first validation images, drawn by
+    :func:`mmpoolformer.visualization.draw_prediction` (the task's
+    OpenMMLab visualizer, as ``tools/demo/image_demo.py``), side by side."""
     dataset = runner.val_dataloader.dataset
-    visualizer = runner.visualizer
-    visualizer.dataset_meta = dict(dataset.metainfo)
-    if task == 'seg':  # name the ADE ids by what the synthetic maps hold
-        visualizer.dataset_meta['classes'] = SEG_CLASSES
     model = runner.model.eval()
+    model.cfg = runner.cfg
+    model.dataset_meta = dict(dataset.metainfo)
+    if task == 'seg':  # name the ADE ids by what the synthetic maps hold
+        model.dataset_meta['classes'] = SEG_CLASSES
     panels = []
     for i in range(min(num_images, len(dataset))):
         batch = runner.val_dataloader.collate_fn([dataset[i]])
         sample = model.test_step(batch)[0]
         image, sample = upscale(cv2.imread(sample.img_path)[..., ::-1],
                                 sample, factor)
-        kwargs = dict(pred_score_thr=0.5) if task == 'det' else {}
-        visualizer.add_datasample(f'val_{i}', image, sample, draw_gt=False,
-                                  show=False, **kwargs)
-        panels.append(visualizer.get_image())
+        panels.append(draw_prediction(model, task, image, sample,
+                                      score_thr=0.5))
     height = max(p.shape[0] for p in panels)
     panels = [cv2.resize(p, (p.shape[1] * height // p.shape[0], height))
               for p in panels]

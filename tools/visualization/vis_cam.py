@@ -1,0 +1,109 @@
+"""Grad-CAM of our backbones, as PNG overlays.
+
+    python tools/visualization/vis_cam.py IMAGE CONFIG [CHECKPOINT] \
+        [--out cam.png] [--method gradcam] [--target-category K] [--size 224]
+    python tools/visualization/vis_cam.py IMAGE --compare \
+        CONFIG1 CKPT1 CONFIG2 CKPT2 ... [--titles A B ...]
+
+A classifier config explains its predicted (or ``--target-category``)
+class; a detection / segmentation config explains the mean activation of
+its backbone's last returned stage. The target layer is that stage, for
+every registered arch. ``--compare`` puts several models side by side after
+the input, as the PoolFormer paper's Grad-CAM figure. Use ``none`` as the
+checkpoint for random weights (a warning is printed). CPU is enough.
+"""
+import argparse
+import os
+import os.path as osp
+import warnings
+
+import cv2
+import numpy as np
+
+from mmpoolformer.utils.errors import ToolError, exit_on_tool_error
+from mmpoolformer.visualization import grad_cam, load_model
+from mmpoolformer.visualization.cam import METHODS
+
+IMAGENET_MEAN, IMAGENET_STD = [123.675, 116.28, 103.53], [58.395, 57.12, 57.375]
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('image')
+    parser.add_argument('config', nargs='?')
+    parser.add_argument('checkpoint', nargs='?')
+    parser.add_argument('--compare', nargs='+', metavar='CONFIG CKPT',
+                        help='pairs of config and checkpoint (or none)')
+    parser.add_argument('--titles', nargs='+')
+    parser.add_argument('--method', default='gradcam', choices=METHODS)
+    parser.add_argument('--target-category', type=int)
+    parser.add_argument('--size', type=int, default=224,
+                        help='square input size (default 224)')
+    parser.add_argument('--out', default='cam.png')
+    args = parser.parse_args(argv)
+    if args.compare:
+        if args.config or len(args.compare) % 2:
+            parser.error('--compare takes CONFIG CHECKPOINT pairs (use none '
+                         'for random weights) and no positional config')
+        args.models = list(zip(args.compare[::2], args.compare[1::2]))
+    elif args.config:
+        args.models = [(args.config, args.checkpoint or 'none')]
+    else:
+        parser.error('give a CONFIG [CHECKPOINT] or --compare pairs')
+    return args
+
+
+def read_image(path, size):
+    if not osp.isfile(path):
+        raise ToolError(f'image {path} does not exist')
+    image = cv2.imread(path)
+    if image is None:
+        raise ToolError(f'{path} is not an image OpenCV can read')
+    return cv2.resize(image, (size, size))[..., ::-1].copy()
+
+
+def normalisation(model):
+    pre = getattr(model, 'data_preprocessor', None)
+    mean = getattr(pre, 'mean', None)
+    std = getattr(pre, 'std', None)
+    if mean is None or std is None:
+        return IMAGENET_MEAN, IMAGENET_STD
+    return mean.flatten().tolist(), std.flatten().tolist()
+
+
+def titled(image, title):
+    bar = np.full((28, image.shape[1], 3), 255, np.uint8)
+    cv2.putText(bar, title[:40], (4, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.5,
+                (0, 0, 0), 1, cv2.LINE_AA)
+    return np.concatenate([bar, image], 0)
+
+
+def main(argv=None):
+    with exit_on_tool_error('vis_cam.py'):
+        args = parse_args(argv)
+        image = read_image(args.image, args.size)
+        titles = args.titles or [osp.splitext(osp.basename(c))[0]
+                                 for c, _ in args.models]
+        if len(titles) != len(args.models):
+            raise ToolError(f'{len(titles)} --titles for {len(args.models)} '
+                            'models')
+        panels = [titled(image, 'input')]
+        for (config, checkpoint), title in zip(args.models, titles):
+            if checkpoint.lower() == 'none':
+                warnings.warn(f'{config}: no checkpoint, random weights')
+                checkpoint = None
+            model, task = load_model(config, checkpoint)
+            mean, std = normalisation(model)
+            overlay, _, target = grad_cam(model, task, image, mean, std,
+                                          args.method, args.target_category)
+            label = f'{title} ({args.method}, target {target})' \
+                if task == 'cls' else f'{title} ({args.method})'
+            panels.append(titled(overlay, label))
+        os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
+        cv2.imwrite(args.out, np.concatenate(panels, 1)[..., ::-1])
+        print(f'Grad-CAM written to {args.out}')
+        return args.out
+
+
+if __name__ == '__main__':
+    main()
