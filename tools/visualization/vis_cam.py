@@ -73,7 +73,9 @@ def normalisation(model):
 
 def titled(image, title):
     bar = np.full((28, image.shape[1], 3), 255, np.uint8)
-    cv2.putText(bar, title[:40], (4, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.5,
+    width = cv2.getTextSize(title, cv2.FONT_HERSHEY_SIMPLEX, 0.5, 1)[0][0]
+    scale = 0.5 * min(1., (image.shape[1] - 8) / max(width, 1))
+    cv2.putText(bar, title, (4, 20), cv2.FONT_HERSHEY_SIMPLEX, scale,
                 (0, 0, 0), 1, cv2.LINE_AA)
     return np.concatenate([bar, image], 0)
 
@@ -96,8 +98,7 @@ def main(argv=None):
             mean, std = normalisation(model)
             overlay, _, target = grad_cam(model, task, image, mean, std,
                                           args.method, args.target_category)
-            label = f'{title} ({args.method}, target {target})' \
-                if task == 'cls' else f'{title} ({args.method})'
+            label = f'{title}: class {target}' if task == 'cls' else title
             panels.append(titled(overlay, label))
         os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
         cv2.imwrite(args.out, np.concatenate(panels, 1)[..., ::-1])
