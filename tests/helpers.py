@@ -1,7 +1,13 @@
 """Small shared pieces of the test-suite."""
+import importlib.util
 import re
+from pathlib import Path
+
+import pytest
 
 import torch
+
+ROOT = Path(__file__).resolve().parents[1]
 
 # narrow and shallow, for tests that run forward/backward many times
 TINY = dict(depths=[1, 1, 2, 1], embed_dims=[8, 16, 24, 32], mlp_ratios=2)
@@ -56,3 +62,24 @@ def assert_every_parameter_learns(model, context=''):
             assert p.grad.abs().sum() > 0, (context, name)
         elif model.fast_path:
             assert not p.grad.any(), (context, name)
+
+
+def load_tool(relpath):
+    """A script under ``tools/`` as a module (the tools are scripts, not a
+    package), e.g. ``load_tool('deployment/export_onnx.py')``."""
+    name = 'mmpoolformer_tools_' + relpath.removesuffix('.py').replace('/', '_')
+    spec = importlib.util.spec_from_file_location(name, ROOT / 'tools' / relpath)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def tool_error(tool, *argv, prog=None):
+    """The one message a tool stops with (SystemExit with a string: exit
+    status 1), checked to carry the tool's name when ``prog`` is given."""
+    with pytest.raises(SystemExit) as info:
+        tool.main([str(a) for a in argv])
+    assert isinstance(info.value.code, str), info.value.code
+    if prog is not None:
+        assert info.value.code.startswith(f'{prog}: error: '), info.value.code
+    return info.value.code

@@ -7,20 +7,15 @@ import pytest
 from mmpoolformer.benchmark import PeakLiveBytes
 from mmpoolformer.utils.errors import ToolError
 
+from helpers import load_tool
 
-def load_tool():
-    import importlib.util
-    from pathlib import Path
-    path = Path(__file__).parents[1] / 'tools/analysis_tools/benchmark.py'
-    spec = importlib.util.spec_from_file_location('benchmark_tool', path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+
+benchmark = load_tool('analysis_tools/benchmark.py')
 
 
 def test_backbone_rows_agree_and_are_reported(tmp_path):
     out = tmp_path / 'bench.json'
-    load_tool().main(['--batch', '1', '--size', '64', '--reps', '1',
+    benchmark.main(['--batch', '1', '--size', '64', '--reps', '1',
                       '--warmup', '0', '--json', str(out)])
     results = json.loads(out.read_text())
     rows = results['rows']
@@ -38,7 +33,7 @@ def test_backbone_rows_agree_and_are_reported(tmp_path):
 
 def test_detector_mode(tmp_path):
     out = tmp_path / 'bench.json'
-    load_tool().main(['--detector', 'retinanet', '--size', '64', '--reps',
+    benchmark.main(['--detector', 'retinanet', '--size', '64', '--reps',
                       '1', '--warmup', '0', '--json', str(out)])
     results = json.loads(out.read_text())
     assert set(results['rows']) == {'ours', 'mmpretrain'}
@@ -61,6 +56,6 @@ def test_peak_live_bytes_counts_what_is_held_at_once():
 
 def test_bad_arguments_are_one_clear_error():
     with pytest.raises(SystemExit):
-        load_tool().main(['--arch', 'poolformer_s99'])
+        benchmark.main(['--arch', 'poolformer_s99'])
     with pytest.raises((SystemExit, ToolError)):
-        load_tool().main(['--modes', 'fly'])
+        benchmark.main(['--modes', 'fly'])

@@ -9,7 +9,6 @@ model: timm, not this file, vouches for the layout. Our backbone, loaded
 through ``init_cfg=Pretrained`` and through the converter, must then give
 timm's stage maps.
 """
-import importlib.util
 import re
 import subprocess
 import sys
@@ -23,7 +22,7 @@ from mmpoolformer import models
 from mmpoolformer.checkpoint import (FAMILIES, CheckpointMismatchError,
                                      detect_format)
 
-from helpers import official_layout, randomise_
+from helpers import load_tool, official_layout, randomise_
 
 ROOT = Path(__file__).resolve().parents[1]
 TOOL = ROOT / 'tools' / 'model_converters' / 'convert_checkpoint.py'
@@ -33,15 +32,7 @@ X = torch.randn(1, 3, 65, 97, generator=GEN)  # odd, non-square
 X224 = torch.randn(1, 3, 224, 224, generator=GEN)  # RandFormer's fixed grid
 
 
-def load_tool():
-    spec = importlib.util.spec_from_file_location(
-        'mmpoolformer_tools_convert_checkpoint', TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-converter = load_tool()
+converter = load_tool('model_converters/convert_checkpoint.py')
 
 
 def convert(*argv):

@@ -4,7 +4,6 @@ sizes (the axes really are dynamic), in plain and deploy mode; the graph has
 no GroupNorm operator; the user's model is left alone; the tool runs end to
 end on a tiny classifier config and stops bad input with one message."""
 import copy
-import importlib.util
 from pathlib import Path
 
 import onnx
@@ -12,7 +11,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from helpers import randomise_
+from helpers import load_tool, randomise_, tool_error
 from mmpoolformer.deployment import (ExportGroupNorm, export_onnx,
                                      ort_session, run_session, verify)
 from mmpoolformer.models import PoolFormer
@@ -25,25 +24,11 @@ TOL = 1e-4
 SIZES = [(1, 3, 64, 64), (3, 3, 97, 130)]
 
 
-def load_tool():
-    spec = importlib.util.spec_from_file_location(
-        'mmpoolformer_tools_export_onnx',
-        ROOT / 'tools' / 'deployment' / 'export_onnx.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-tool = load_tool()
+tool = load_tool('deployment/export_onnx.py')
 
 
 def fails(*argv):
-    """The message the tool stops with (SystemExit with a string)."""
-    with pytest.raises(SystemExit) as info:
-        tool.main([str(a) for a in argv])
-    assert isinstance(info.value.code, str), info.value.code
-    assert info.value.code.startswith('export_onnx.py: error: ')
-    return info.value.code
+    return tool_error(tool, *argv, prog='export_onnx.py')
 
 
 def op_types(path):

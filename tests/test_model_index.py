@@ -4,7 +4,6 @@ FLOPs that get_flops.py's counting reproduces, the published results and the
 configs' checkpoint URLs; tools/model_zoo/gen_model_zoo.py renders, checks
 and updates from them. Also the progress bars of the converter and of the
 synthetic data sets: shown when asked for, silent in captured output."""
-import importlib.util
 import re
 from collections import Counter
 from pathlib import Path
@@ -18,20 +17,15 @@ import mmpoolformer
 from mmpoolformer.datasets import write_imagenet_shapes
 from test_configs import build, load
 
+from helpers import load_tool
+
 ROOT = Path(__file__).resolve().parents[1]
 TOOL = ROOT / 'tools' / 'model_zoo' / 'gen_model_zoo.py'
 CONVERTER = ROOT / 'tools' / 'model_converters' / 'convert_checkpoint.py'
 README = ROOT / 'README.md'
 
 
-def load_tool(path, name):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-zoo = load_tool(TOOL, 'mmpoolformer_tools_gen_model_zoo')
+zoo = load_tool('model_zoo/gen_model_zoo.py')
 mmpoolformer.register_all_modules()
 METAFILES = zoo.load_index()
 MODELS = {m['Name']: m for m in zoo.models_of(METAFILES)}
@@ -254,7 +248,7 @@ def test_synthetic_data_progress_bar(tmp_path, capsys):
 
 
 def test_converter_progress_bar(tmp_path, capsys):
-    converter = load_tool(CONVERTER, 'mmpoolformer_tools_convert_checkpoint')
+    converter = load_tool('model_converters/convert_checkpoint.py')
     state = mmpoolformer.models.PoolFormer('s12').state_dict()
     torch.save(state, tmp_path / 'src.pth')
     args = [str(tmp_path / 'src.pth'), '--arch', 'poolformer_s12']

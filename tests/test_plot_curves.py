@@ -3,7 +3,6 @@ writes (a toy regression model trains for a few iterations): the PNG
 decodes, has the documented size and is drawn; runs overlay with their
 labels; points land on the right iteration / epoch; bad input stops with one
 message."""
-import importlib.util
 import json
 import shutil
 import subprocess
@@ -20,21 +19,15 @@ from mmengine.runner import Runner
 from PIL import Image
 from torch.utils.data import DataLoader
 
+from helpers import load_tool, tool_error
+
 ROOT = Path(__file__).resolve().parents[1]
 TOOL = ROOT / 'tools' / 'analysis_tools' / 'plot_curves.py'
 ITERS_PER_EPOCH = 5  # 20 samples, batch 4
 PANEL = (500, 350)  # pixels of one panel at the default dpi
 
 
-def load_tool():
-    spec = importlib.util.spec_from_file_location(
-        'mmpoolformer_tools_plot_curves', TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-tool = load_tool()
+tool = load_tool('analysis_tools/plot_curves.py')
 
 
 class ToyRegressor(BaseModel):
@@ -101,11 +94,7 @@ def runs(tmp_path_factory):
 
 
 def fails(*argv):
-    with pytest.raises(SystemExit) as info:
-        tool.main([str(a) for a in argv])
-    assert isinstance(info.value.code, str), info.value.code
-    assert info.value.code.startswith('plot_curves.py: error: ')
-    return info.value.code
+    return tool_error(tool, *argv, prog='plot_curves.py')
 
 
 def decoded(png):

@@ -84,7 +84,8 @@ def test_runner_checkpoint_resumes_and_tests(tmp_path):
     assert plain.returncode != 0 and 'weights_only' in plain.stderr
     # ... mmengine's loader (used by resume and test) gets mmpoolformer's
     # allowlist, still weights_only; a bare torch.load stays as strict.
-    import mmpoolformer  # noqa: F401
+    from mmpoolformer import register_all_modules
+    register_all_modules()
     loaded = CheckpointLoader.load_checkpoint(str(ckpt), map_location='cpu')
     assert loaded['meta']['iter'] == 2
     with pytest.raises(pickle.UnpicklingError):

@@ -5,7 +5,6 @@ Most cases call the tools' ``main(argv)`` in this process (they stop before
 or while building datasets); one case per kind runs the real command line to
 check the exit status and that stderr holds the message, not a traceback.
 """
-import importlib.util
 import json
 import shutil
 import subprocess
@@ -16,6 +15,8 @@ import pytest
 
 from mmpoolformer.datasets import write_coco_shapes, write_imagenet_shapes
 
+from helpers import load_tool, tool_error
+
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = {
     'det': ROOT / 'configs' / 'retinanet_poolformer_s12_coco.py',
@@ -24,23 +25,8 @@ CONFIGS = {
 }
 
 
-def load_tool(name):
-    spec = importlib.util.spec_from_file_location(
-        f'mmpoolformer_tools_{name}', ROOT / 'tools' / f'{name}.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-train, test = load_tool('train'), load_tool('test')
-
-
-def fails(tool, *argv):
-    """The message a tool stops with (SystemExit with a string: exit 1)."""
-    with pytest.raises(SystemExit) as info:
-        tool.main([str(a) for a in argv])
-    assert isinstance(info.value.code, str), info.value.code
-    return info.value.code
+train, test = load_tool('train.py'), load_tool('test.py')
+fails = tool_error
 
 
 def cli(tool, *argv, cwd):

@@ -220,8 +220,10 @@ def scalars(work_dir):
 
 
 def load_meta(ckpt):
-    import mmpoolformer  # noqa: F401  (mmengine's loader on torch>=2.6)
     from mmengine.runner.checkpoint import CheckpointLoader
+
+    from mmpoolformer import register_all_modules
+    register_all_modules()  # mmengine's loader on torch>=2.6
     return CheckpointLoader.load_checkpoint(str(ckpt), map_location='cpu')[
         'meta']
 

@@ -1,6 +1,5 @@
 """Grad-CAM and prediction drawings run on CPU on tiny models and write
 real, non-blank PNGs; bad inputs give one clear error."""
-import importlib.util
 from pathlib import Path
 
 import cv2
@@ -11,16 +10,14 @@ from mmengine.config import Config
 
 from mmpoolformer.visualization import load_model
 
+from helpers import load_tool
+
 ROOT = Path(__file__).parents[1]
 TINY = dict(depths=[1, 1, 1, 1], embed_dims=[16, 32, 48, 64])
 
 
 def tool(path):
-    spec = importlib.util.spec_from_file_location(Path(path).stem,
-                                                  ROOT / path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool(path.removeprefix('tools/'))
 
 
 def tiny_config(tmp_path, name, **backbone):

@@ -213,11 +213,16 @@ def distributed_teardown():
     and gloo's threads still alive at interpreter exit can abort a rank
     ("terminate called without an active exception") after its work is
     done, failing the whole torchrun job."""
+    def initialized():
+        return torch.distributed.is_available() and \
+            torch.distributed.is_initialized()
+
     try:
         yield
+        if initialized():  # no rank tears gloo down while another still talks
+            torch.distributed.barrier()
     finally:
-        if torch.distributed.is_available() and \
-                torch.distributed.is_initialized():
+        if initialized():
             torch.distributed.destroy_process_group()
 
 
