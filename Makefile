@@ -1,9 +1,16 @@
 # Every target installs what is missing first (a second install takes seconds).
-PY := .venv/bin/python
+#   make test                  the original OpenMMLab 2.x stack in .venv
+#   make test STACK=onedl      the maintained onedl fork in .venv-onedl
+#   make install CUDA=yes      mmcv with its CUDA ops (default auto: when nvidia-smi sees a GPU)
+STACK ?= openmmlab
+CUDA ?= auto
+CUDA_ARCH ?=
+VENV := $(if $(filter onedl,$(STACK)),.venv-onedl,.venv)
+PY := $(VENV)/bin/python
 
 .PHONY: install test demo
 install:
-	bash tools/install_env.sh
+	bash tools/install_env.sh --stack $(STACK) --cuda $(CUDA) $(if $(CUDA_ARCH),--cuda-arch "$(CUDA_ARCH)")
 
 test: install
 	$(PY) -m pytest tests -q -p no:cacheprovider

@@ -1,0 +1,30 @@
+"""Test tiers: everything runs on a CPU except tests marked ``cuda``.
+
+``pytest -m cuda`` runs only the CUDA tier (tests/test_cuda.py), which is
+skipped without a CUDA GPU and never needed by CI. ``--tier-device cpu``
+runs that tier on the CPU instead, to check the tests themselves on a
+machine without a GPU (the parts that only mean something on CUDA, such as
+mmcv's CUDA kernels against its CPU ones, still skip).
+"""
+import pytest
+import torch
+
+
+def pytest_addoption(parser):
+    parser.addoption('--tier-device', default='cuda',
+                     help='device of the cuda test tier (default: cuda; '
+                     'cpu checks the tier itself without a GPU)')
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        'markers', 'cuda: needs a CUDA GPU (skipped without one); '
+        '`pytest -m cuda` runs only these')
+
+
+@pytest.fixture(scope='session')
+def tier_device(request) -> torch.device:
+    device = torch.device(request.config.getoption('--tier-device'))
+    if device.type == 'cuda' and not torch.cuda.is_available():
+        pytest.skip('needs a CUDA GPU (torch.cuda.is_available() is False)')
+    return device
