@@ -52,7 +52,7 @@ command -v "$PY_BOOT" >/dev/null 2>&1 || PY_BOOT=python3
 TORCH_VERSION=2.14.1
 TORCHVISION_VERSION=0.29.1
 SETUPTOOLS_SPEC='setuptools>=77.0.3,<81'
-COMMON=(ftfy regex 'timm==1.0.*' pytest onnx onnxruntime onnxscript grad-cam)
+COMMON=(ftfy regex 'timm==1.0.*' pytest 'ruff==0.17.6' onnx onnxruntime onnxscript grad-cam)
 case "$STACK_NAME" in
   openmmlab)
     MMCV_DIST=mmcv; MMCV_VERSION=2.1.0
