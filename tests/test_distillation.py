@@ -36,21 +36,18 @@ TERMS = [f'loss_{k}' for k in ALL_TERMS]
 
 
 def tiny_config(tmp_path, base=DISTILL, teacher_checkpoint=None):
-    """The shipped config with tiny student and teacher (3 classes)."""
-    arch = dict(TINY)
-    lines = [f'_base_ = {str(base)!r}',
-             f'model = dict(backbone=dict(arch={arch!r}, '
-             f'drop_path_rate=0.0), '
-             f'head=dict(in_channels=32, num_classes={NUM_CLASSES})']
+    """The shipped config with tiny student and teacher (3 classes). The
+    sizes are overrides of the presets' keys, so that each class keeps its
+    own token mixer."""
+    tiny = ', '.join(f'{k}={v!r}' for k, v in TINY.items())
+    head = f'head=dict(in_channels=32, num_classes={NUM_CLASSES})'
+    model = f'backbone=dict({tiny}, drop_path_rate=0.0), {head}'
     if base == DISTILL:
-        lines[-1] += (f', teacher=dict(backbone=dict(arch={arch!r}), '
-                      f'head=dict(in_channels=32, '
-                      f'num_classes={NUM_CLASSES})), '
-                      f'teacher_checkpoint={teacher_checkpoint!r}, '
-                      f'loss_weights={ALL_TERMS!r}')
-    lines[-1] += ')'
+        model += (f', teacher=dict(backbone=dict({tiny}), {head}), '
+                  f'teacher_checkpoint={teacher_checkpoint!r}, '
+                  f'loss_weights={ALL_TERMS!r}')
     path = tmp_path / f'tiny_{base.stem}.py'
-    path.write_text('\n'.join(lines) + '\n')
+    path.write_text(f'_base_ = {str(base)!r}\nmodel = dict({model})\n')
     return path
 
 
@@ -145,7 +142,7 @@ def test_loss_formulas():
 def test_needs_a_same_shaped_teacher_for_imitation(tmp_path):
     mmpoolformer.register_all_modules()
     cfg = Config.fromfile(str(tiny_config(tmp_path)))
-    cfg.model.teacher.backbone.arch = dict(TINY, depths=[1, 1, 1, 1])
+    cfg.model.teacher.backbone.depths = [1, 1, 1, 1]
     with pytest.raises(ValueError, match="student's depths and embed_dims"):
         build(cfg)
     cfg.model.loss_weights = dict(mixer_out=0., block_out=0., relation=0.,
