@@ -125,9 +125,10 @@ BASELINE_VARIANTS = {
 }
 # RIFormer with its distillation paradigm, 600 epochs (paper): size ->
 # (top-1, drop path as PoolFormer's, mmpretrain's release hash)
-RIFORMER_DISTILL = dict(s12=(76.9, 0.1, '6741ce71'), s24=(80.3, 0.1, 'fdab072a'),
-                        s36=(81.3, 0.2, 'fdfcd3b0'), m36=(82.6, 0.3, '2fcb9d9b'),
-                        m48=(82.8, 0.4, '2b9d1abf'))
+RIFORMER_DISTILL = dict(
+    s12=(76.9, 0.1, '6741ce71'), s24=(80.3, 0.1, 'fdab072a'),
+    s36=(81.3, 0.2, 'fdfcd3b0'), m36=(82.6, 0.3, '2fcb9d9b'),
+    m48=(82.8, 0.4, '2b9d1abf'))
 
 
 def in1k_recipe(desc):

@@ -67,7 +67,8 @@ def write_teacher(tmp_path):
 def distiller(tmp_path):
     mmpoolformer.register_all_modules()
     ckpt, teacher_state = write_teacher(tmp_path)
-    cfg = Config.fromfile(str(tiny_config(tmp_path, teacher_checkpoint=str(ckpt))))
+    cfg = Config.fromfile(
+        str(tiny_config(tmp_path, teacher_checkpoint=str(ckpt))))
     model = build(cfg)
     model.init_weights()
     return model, teacher_state

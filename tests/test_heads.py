@@ -57,7 +57,8 @@ def test_mlp_head_is_the_official_formula():
 
 def test_head_trains_in_a_classifier_config():
     mmpoolformer.register_all_modules()
-    cfg = Config.fromfile(str(CONFIG_DIR / 'metaformer/convformer_s18_in1k.py'))
+    cfg = Config.fromfile(
+        str(CONFIG_DIR / 'metaformer' / 'convformer_s18_in1k.py'))
     cfg.model.backbone.update(arch=dict(depths=[1, 1, 1, 1],
                                         embed_dims=[8, 16, 24, 32]))
     cfg.model.head.update(in_channels=32, num_classes=3)

@@ -256,7 +256,8 @@ def convert_classifier(
     backbone's 1x1 convs, as :func:`convert_to_mmpoolformer` does."""
     fmt, backbone = convert_to_mmpoolformer(state_dict)
     converted = {f'backbone.{k}': v for k, v in backbone.items()}
-    head = {new: v for k, v in state_dict.items() if (new := _head_key(fmt, k))}
+    head = {new: v for k, v in state_dict.items()
+            if (new := _head_key(fmt, k))}
     if not head:
         raise ValueError(
             f'The {fmt}-format checkpoint has no classifier head (keys such '

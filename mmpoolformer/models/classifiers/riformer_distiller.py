@@ -29,7 +29,8 @@ from mmengine.runner.checkpoint import _load_checkpoint
 from mmpretrain.models.classifiers import ImageClassifier
 from mmpretrain.registry import MODELS as MMPRETRAIN_MODELS
 
-from mmpoolformer.checkpoint.convert import convert_classifier, unwrap_checkpoint
+from mmpoolformer.checkpoint.convert import (convert_classifier,
+                                             unwrap_checkpoint)
 from mmpoolformer.registry import MODELS
 
 #: imitation terms, named after what they compare block by block
@@ -213,10 +214,7 @@ class RIFormerDistiller(ImageClassifier):
         mixers (the student's mixers differ by design)."""
         teacher = self.teacher.state_dict()
         copied, kept = 0, []
-        for key, value in super().state_dict().items():
-            if key.startswith('teacher.') or key.startswith(
-                    'data_preprocessor.'):
-                continue
+        for key, value in self.state_dict().items():  # the student's only
             if '.token_mixer.' in key:
                 kept.append(key)
                 continue
