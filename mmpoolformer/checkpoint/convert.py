@@ -11,7 +11,9 @@ Layouts, recognised by their keys (:func:`detect_format`):
   ``patch_embed.proj``, ``network.{2i}.{j}`` blocks of stage ``i``,
   ``network.{2i-1}.proj`` downsampling into stage ``i``, ``layer_scale_1``,
   the final GroupNorm ``norm`` (on the last feature map, before pooling; it
-  becomes ``norm3``) and ``head``.
+  becomes ``norm3``) and ``head``. The hybrid models (metaformer_pppa /
+  ppaa_s12_224) insert a ``network.{k}.pos_embed`` slot before their first
+  attention stage (``stages.i.pos_embed`` here), shifting the later slots.
 * ``official-metaformer`` (sail-sg/metaformer: PoolFormerV2, IdentityFormer,
   RandFormer, ConvFormer, CAFormer): ``downsample_layers.0.{conv,post_norm}``
   (the stem), ``downsample_layers.{1-3}.{pre_norm,conv}``, blocks
@@ -32,6 +34,9 @@ Layouts, recognised by their keys (:func:`detect_format`):
   not an output norm of ours.
 * ``mmpoolformer``: timm's backbone names plus output norms ``norm{i}``,
   with or without ``backbone.``.
+
+:func:`convert_to_mmpoolformer` keeps the backbone; :func:`convert_classifier`
+keeps the classifier head too, under the names of our classifier configs.
 
 Key names cannot tell apart models whose only difference has no weights:
 PoolFormerV2 / IdentityFormer (parameter-free mixers) and PoolFormer v1 / a
