@@ -72,7 +72,13 @@ ABLATIONS = {
     'ppaa': (16.5, 2.5, 81.0, 'ppaa_s12_224'),
     'pppf': (11.9, 1.8, 77.5, 'pppf_s12_224'),
     'ppff': (12.2, 1.9, 77.9, 'ppff_s12_224'),
+    'noresidual': (11.9, 1.8, 0.1, None),
+    'nomlp': (2.5, 0.2, 5.7, None),
 }
+# PoolFormer paper, Table 7: PoolFormer-S12 top-1 by training epochs (300:
+# 77.2, the base config)
+EPOCHS = {400: 77.5, 500: 77.9, 1000: 78.4, 1500: 78.6, 2000: 78.8,
+          2500: 78.8, 3000: 78.8}
 P, A, I, F = 'Pooling', 'Attention', 'IdentityMixer', 'SpatialFC'
 GN, LN = ('GroupNorm1', 1e-5), ('LayerNorm2d', 1e-5)
 # variant: (mixer per stage, (block norm, eps), MLP activation, pool size)
@@ -93,6 +99,8 @@ ABLATION_STRUCTURE = {
     'ppaa': ([P, P, A, A], LN, 'GELU', 3),
     'pppf': ([P, P, P, F], GN, 'GELU', 3),
     'ppff': ([P, P, F, F], GN, 'GELU', 3),
+    'noresidual': ([P] * 4, GN, 'GELU', 3),
+    'nomlp': ([P] * 4, GN, None, 3),  # no channel MLP at all
 }
 # MetaFormer-family ImageNet configs (sail-sg/metaformer scripts/, train.py
 # defaults; RIFormer: PoolFormer's recipe as mmpretrain's):
@@ -107,11 +115,63 @@ FAMILY_IN1K = {
     'caformer_s18': ('Lamb', 8e-3, 20, None, 0.15, 224, 83.6),
     'riformer_s12': ('AdamW', 4e-3, 5, dict(max_norm=5.0), 0.1, 248, 76.9),
 }
+# the released ConvFormer / CAFormer-S18 variants (sail-sg/metaformer
+# README): config suffix -> (release suffix, top-1 ConvFormer, CAFormer)
+BASELINE_VARIANTS = {
+    'in1k_384': ('_384', 84.4, 85.0),
+    'in21k_ft_in1k': ('_in21ft1k', 83.7, 84.1),
+    'in21k_ft_in1k_384': ('_384_in21ft1k', 85.0, 85.4),
+    'in21k': ('_in21k', None, None),
+}
+# RIFormer with its distillation paradigm, 600 epochs (paper): size ->
+# (top-1, drop path as PoolFormer's, mmpretrain's release hash)
+RIFORMER_DISTILL = dict(
+    s12=(76.9, 0.1, '6741ce71'), s24=(80.3, 0.1, 'fdab072a'),
+    s36=(81.3, 0.2, 'fdfcd3b0'), m36=(82.6, 0.3, '2fcb9d9b'),
+    m48=(82.8, 0.4, '2b9d1abf'))
+
+
+def in1k_recipe(desc):
+    """What an ImageNet config must hold: optimizer, lr, warm-up epochs (None:
+    constant lr), grad clip, drop path, test resize and crop, top-1, epochs,
+    total batch, Mixup/CutMix, classes."""
+    family, arch, variant = desc['family'], desc['arch'], desc['variant']
+    key = f'{family}_{arch}'
+    if key in FAMILY_IN1K:
+        opt, lr, warmup, clip, drop_path, resize, top1 = FAMILY_IN1K[key]
+    else:  # PoolFormer v1 and its ablations
+        opt, lr, warmup, clip = 'AdamW', 4e-3, 5, dict(max_norm=5.0)
+        drop_path, top1 = IN1K_DROP_PATH[arch], None
+        # crop_pct 0.9 for S, 0.95 for M models and the hybrid models whose
+        # timm default_cfg says so (timm's defaults)
+        resize = 236 if arch[0] == 'm' or variant in ('pppa', 'ppaa',
+                                                      'ppff') else 248
+    recipe = dict(opt=opt, lr=lr, warmup=warmup, clip=clip,
+                  drop_path=drop_path, resize=resize, crop=224, top1=top1,
+                  epochs=desc.get('epochs', 300), batch=4096, mixup=True,
+                  classes=1000, head_dropout=0.)
+    if variant == 'distill':
+        top1, drop_path, _ = RIFORMER_DISTILL[arch]
+        # mmpretrain's RIFormer configs: crop_pct 0.9 (S), 0.95 (M)
+        recipe.update(top1=top1, drop_path=drop_path, epochs=600,
+                      resize=236 if arch[0] == 'm' else 248)
+    elif variant in BASELINE_VARIANTS:
+        top1 = BASELINE_VARIANTS[variant][1 if family == 'convformer' else 2]
+        recipe.update(top1=top1)
+        if variant.endswith('384'):
+            # finetune_<family>_s18_384.sh: 30 epochs at 384, batch 1024,
+            # constant lr, no Mixup / CutMix, drop path 0.3, head dropout 0.4
+            recipe.update(lr=5e-5 if opt == 'AdamW' else 1e-4, warmup=None,
+                          drop_path=0.3, resize=384, crop=384, epochs=30,
+                          batch=1024, mixup=False, head_dropout=0.4)
+        if variant == 'in21k':
+            recipe.update(classes=21841)
+    return recipe
 
 
 def describe(name):
     """What a config must hold, from its path: task, backbone class and
-    arch, checkpoint URL and, for ablations, the variant."""
+    arch, checkpoint URL and, for ablations and variants, the variant."""
     path = Path(name)
     stem = path.stem
     m = re.match(r'(retinanet|mask_rcnn|fpn|upernet)_', stem)
@@ -125,18 +185,33 @@ def describe(name):
     if folder == 'ablations':
         variant = re.search(r'_s12_([a-z0-9]+)_(in1k|coco)$', stem).group(1)
         desc['variant'] = variant
+        epochs = re.fullmatch(r'(\d+)e', variant)
+        if epochs:  # the epochs table: the base model, no release
+            desc.update(epochs=int(epochs.group(1)), checkpoint=None,
+                        type='PoolFormer')
+            return desc
         ckpt = ABLATIONS[variant][3]
         desc['checkpoint'] = ckpt and ABLATION_RELEASE.format(ckpt)
-        uses_pooling_class = variant.startswith(('pool', 'layernorm',
-                                                 'batchnorm', 'relu', 'silu'))
+        uses_pooling_class = variant.startswith(
+            ('pool', 'layernorm', 'batchnorm', 'relu', 'silu', 'noresidual',
+             'nomlp'))
         desc['type'] = 'PoolFormer' if uses_pooling_class else 'MetaFormer'
     elif family == 'poolformer':
         desc.update(type='PoolFormer', checkpoint=RELEASE.format(arch))
     elif family == 'riformer':
-        desc.update(type='RIFormer', checkpoint=RIFORMER_RELEASE)
+        desc.update(type='RIFormer', checkpoint=RIFORMER_RELEASE.replace(
+            's12', arch).replace('6741ce71', RIFORMER_DISTILL[arch][2]))
+        if stem.endswith('_distill_in1k'):
+            desc['variant'] = 'distill'
     else:
         desc.update(type=CLASSES[family],
                     checkpoint=BASELINE_RELEASE.format(family, arch))
+        m = re.search(r'_s18_(in1k_384|in21k_ft_in1k_384|in21k_ft_in1k|'
+                      r'in21k)$', stem)
+        if m:
+            desc['variant'] = m.group(1)
+            desc['checkpoint'] = desc['checkpoint'].replace(
+                '.pth', BASELINE_VARIANTS[m.group(1)][0] + '.pth')
     return desc
 
 
@@ -174,8 +249,14 @@ def test_every_family_and_arch_has_a_config():
     expected |= {f'fpn_poolformer_{a}_ade20k.py' for a in IN1K_DROP_PATH}
     expected |= {f'poolformer_{a}_in1k.py' for a in IN1K_DROP_PATH}
     expected |= {f'ablations/poolformer_s12_{v}_in1k.py' for v in ABLATIONS}
+    expected |= {f'ablations/poolformer_s12_{e}e_in1k.py' for e in EPOCHS}
     expected.add('ablations/retinanet_poolformer_s12_ppaa_coco.py')
     expected |= {f'metaformer/{n}_in1k.py' for n in FAMILY_IN1K}
+    expected |= {f'metaformer/{f}_s18_{v}.py' for f in ('convformer',
+                                                        'caformer')
+                 for v in BASELINE_VARIANTS}
+    expected |= {f'metaformer/riformer_{a}_distill_in1k.py'
+                 for a in RIFORMER_DISTILL}
     expected |= {f'metaformer/{task}_{family}_s18_{data}.py'
                  for family in ('convformer', 'caformer')
                  for task, data in (('retinanet', 'coco'),
@@ -206,17 +287,13 @@ def test_config_hyperparameters(name):
         # trained from scratch with the backbone's own (timm) init
         assert 'init_cfg' not in backbone
         assert backbone.out_indices == (3, )
-        family = f'{desc["family"]}_{arch}'
-        if family in FAMILY_IN1K:
-            opt, lr, warmup, clip, drop_path, resize, _ = FAMILY_IN1K[family]
-        else:  # PoolFormer v1 and its ablations
-            opt, lr, warmup, clip = 'AdamW', 4e-3, 5, dict(max_norm=5.0)
-            drop_path = IN1K_DROP_PATH[arch]
-            # crop_pct 0.9 for S, 0.95 for M models and the hybrid models
-            # whose timm default_cfg says so (timm's defaults)
-            resize = 236 if arch[0] == 'm' or desc['variant'] in (
-                'pppa', 'ppaa', 'ppff') else 248
-        assert backbone.drop_path_rate == drop_path
+        recipe = in1k_recipe(desc)
+        opt, lr, batch = recipe['opt'], recipe['lr'], recipe['batch']
+        loop = dict(max_epochs=recipe['epochs'])
+        assert backbone.drop_path_rate == recipe['drop_path']
+        assert cfg.model.head.num_classes == \
+            cfg.data_preprocessor.num_classes == recipe['classes']
+        assert cfg.model.head.get('dropout', 0.) == recipe['head_dropout']
     else:
         assert backbone.init_cfg == dict(type='Pretrained',
                                          checkpoint=desc['checkpoint'])
@@ -262,28 +339,38 @@ def test_config_hyperparameters(name):
             keys = cfg.optim_wrapper.paramwise_cfg.custom_keys
             assert keys['norm'] == keys['scale'] == dict(decay_mult=0.)
     else:
-        # warm-up from timm's warmup_lr 1e-6, cosine to min_lr 1e-5
-        linear = schedulers['LinearLR']
-        cosine = schedulers['CosineAnnealingLR']
-        assert linear['start_factor'] * lr == pytest.approx(1e-6)
-        assert linear['end'] == cosine['begin'] == warmup
-        assert cosine['eta_min'] == 1e-5
-        assert cfg.optim_wrapper.get('clip_grad') == clip
+        if recipe['warmup'] is None:  # a fine-tuning: constant lr
+            assert list(schedulers) == ['ConstantLR']
+            assert schedulers['ConstantLR']['factor'] == 1.0
+        else:
+            # warm-up from timm's warmup_lr 1e-6, cosine to min_lr 1e-5 at
+            # the end of training (no explicit end: mmengine's max_epochs)
+            linear = schedulers['LinearLR']
+            cosine = schedulers['CosineAnnealingLR']
+            assert linear['start_factor'] * lr == pytest.approx(1e-6)
+            assert linear['end'] == cosine['begin'] == recipe['warmup']
+            assert cosine['eta_min'] == 1e-5
+            assert 'end' not in cosine and 'T_max' not in cosine
+        assert cfg.optim_wrapper.get('clip_grad') == recipe['clip']
         # no decay on norms, biases and other 1-D parameters (timm)
         paramwise = cfg.optim_wrapper.paramwise_cfg
         assert paramwise.norm_decay_mult == paramwise.bias_decay_mult == \
             paramwise.flat_decay_mult == 0.
         assert cfg.model.head.loss.label_smooth_val == 0.1
-        assert [(a.type, a.alpha) for a in cfg.model.train_cfg.augments] == \
-            [('Mixup', 0.8), ('CutMix', 1.0)]
+        if recipe['mixup']:
+            assert [(a.type, a.alpha) for a in
+                    cfg.model.train_cfg.augments] == \
+                [('Mixup', 0.8), ('CutMix', 1.0)]
+        else:
+            assert cfg.model.train_cfg is None
         train = {t['type']: t for t in cfg.train_dataloader.dataset.pipeline}
-        assert train['RandomResizedCrop']['scale'] == 224
+        assert train['RandomResizedCrop']['scale'] == recipe['crop']
         assert train['RandAugment']['magnitude_level'] == 9
         assert train['RandomErasing']['erase_prob'] == 0.25
         for loader in (cfg.val_dataloader, cfg.test_dataloader):
             test = {t['type']: t for t in loader.dataset.pipeline}
-            assert test['ResizeEdge']['scale'] == resize
-            assert test['CenterCrop']['crop_size'] == 224
+            assert test['ResizeEdge']['scale'] == recipe['resize']
+            assert test['CenterCrop']['crop_size'] == recipe['crop']
 
 
 @pytest.mark.parametrize('name', CONFIGS)
@@ -302,9 +389,9 @@ def test_config_builds_and_runs(name):
     with torch.no_grad():
         if task == 'in1k':
             assert backbone.out_indices == (3, )
-            assert model.head.fc.in_features == dims[-1]
+            assert model.head.in_channels == dims[-1]
             out = model(x, mode='tensor')
-            assert out.shape == (1, 1000)
+            assert out.shape == (1, in1k_recipe(desc)['classes'])
             outs = [out]
         else:
             if task == 'upernet':
@@ -371,30 +458,72 @@ def test_ablation_changes_only_its_component(name):
 
     model, reference = build(load(name)), build(base)
     mixers, (norm, eps), act, pool_size = ABLATION_STRUCTURE[variant]
+    # the hybrid attention models' official position embedding
+    pos_embed = {'pppa': 3, 'ppaa': 2}.get(variant)
     for i, stage in enumerate(model.backbone.stages):
         assert not stage.tokens_last  # NCHW maps, also for attention
+        if i == pos_embed:
+            grid = 224 // 2**(i + 2)
+            assert stage.pos_embed.shape == (1, EMBED_DIMS['s12'][i], grid,
+                                             grid)
+        else:
+            assert stage.pos_embed is None
         for block in stage.blocks:
             assert type(block.token_mixer).__name__ == mixers[i]
+            assert block.residual == (variant != 'noresidual')
+            assert block.has_mlp == (act is not None)
             if pool_size:
                 if mixers[i] == 'Pooling':
                     assert block.token_mixer.pool.kernel_size == pool_size
-            for n in (block.norm1, block.norm2, model.backbone.norm3):
+            norms = [block.norm1, model.backbone.norm3] + (
+                [block.norm2] if block.has_mlp else [])
+            for n in norms:
                 assert type(n).__name__ == norm
                 assert getattr(n, 'eps', None) == eps
-            assert type(block.mlp.act).__name__ == act
+            if act is not None:
+                assert type(block.mlp.act).__name__ == act
             if mixers[i] == 'Attention':
                 # heads of 32 channels, qkv without and proj with bias
-                dim = block.mlp.fc1.in_channels
+                dim = block.norm1.normalized_shape[0]
                 assert block.token_mixer.num_heads == dim // 32
                 assert block.token_mixer.qkv.bias is None
                 assert block.token_mixer.proj.bias is not None
 
-    def rest(m):  # parameters outside the token mixers and the norms
+    def rest(m):
+        # parameters outside the token mixers, the norms, the position
+        # embeddings and (for the channel-MLP ablation) the MLP sub-block
+        dropped = ('.token_mixer.', 'norm', 'pos_embed') + (
+            ('.mlp.', 'layer_scale2') if variant == 'nomlp' else ())
         return {k: tuple(v.shape) for k, v in m.state_dict().items()
-                if '.token_mixer.' not in k and 'norm' not in k}
+                if not any(d in k for d in dropped)}
     assert rest(model) == rest(reference)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     assert round(trainable / 1e6, 1) == params_m
+
+    # one training step: a finite loss that reaches every trainable weight
+    from mmpretrain.structures import DataSample
+    model.train()
+    samples = [DataSample().set_gt_label(label) for label in (1, 7)]
+    loss = model.loss(torch.randn(2, 3, 64, 64), samples)['loss']
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert all(p.grad is not None for p in model.parameters()
+               if p.requires_grad)
+
+
+@pytest.mark.parametrize('epochs', sorted(EPOCHS))
+def test_epochs_table_configs(epochs):
+    """PoolFormer-S12 and its recipe, only trained longer: the cosine
+    schedule follows max_epochs to the end."""
+    name = f'ablations/poolformer_s12_{epochs}e_in1k.py'
+    base = Config.fromfile(str(CONFIG_DIR / 'poolformer_s12_in1k.py'))
+    cfg = Config.fromfile(str(CONFIG_DIR / name))
+    assert f'top-1 {EPOCHS[epochs]}' in (CONFIG_DIR / name).read_text()
+    assert cfg.train_cfg.max_epochs == epochs
+    for c in (cfg, base):
+        c.train_cfg.pop('max_epochs')
+        c.pop('checkpoint_file')
+    assert cfg.to_dict() == base.to_dict()
 
 
 def test_global_random_matrix_ablation_at_224():
@@ -420,20 +549,27 @@ def test_global_random_matrix_ablation_at_224():
 
 
 # ------------------------------------------------------- MetaFormer family
-@pytest.mark.parametrize('name', sorted(f'metaformer/{n}_in1k.py'
-                                        for n in FAMILY_IN1K))
+FAMILY_CONFIGS = sorted(n for n in CONFIGS if n.startswith('metaformer/')
+                        and describe(n)['task'] == 'in1k')
+
+
+@pytest.mark.parametrize('name', [
+    n for n in FAMILY_CONFIGS if not re.search(r'_(s24|s36|m36|m48)_', n)])
 def test_family_in1k_configs(name):
     """Paper top-1 named in the comment, the family's optimizer built in
     mmpretrain's scope with no decay on 1-D parameters, the MetaFormer-
-    baselines block design."""
+    baselines block design, and its official classifier head."""
     from mmengine.optim import build_optim_wrapper
     desc = describe(name)
-    opt, lr, *_, top1 = FAMILY_IN1K[f'{desc["family"]}_{desc["arch"]}']
-    assert f'top-1 {top1}' in (CONFIG_DIR / name).read_text()
+    recipe = in1k_recipe(desc)
+    if recipe['top1'] is not None:
+        assert f'top-1 {recipe["top1"]}' in (CONFIG_DIR / name).read_text()
     cfg = load(name)
+    if desc['variant'] == 'distill':  # the S12 student and teacher suffice
+        cfg.model.teacher_checkpoint = None
     model = build(cfg)
     wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
-    assert type(wrapper.optimizer).__name__ == opt
+    assert type(wrapper.optimizer).__name__ == recipe['opt']
     decay = {}
     for group in wrapper.optimizer.param_groups:
         for p in group['params']:
@@ -455,6 +591,17 @@ def test_family_in1k_configs(name):
             for s in backbone.stages] == ['Identity'] * 2 + ['Scale'] * 2
     assert backbone.stem.norm.bias is None
     assert all(s.downsample.norm.bias is None for s in backbone.stages[1:])
+    # the official head: no output norm on the map, LayerNorm (1e-6) on the
+    # pooled vector, then an MLP head (ConvFormer, CAFormer) or a Linear
+    assert isinstance(backbone.norm3, torch.nn.Identity)
+    head = model.head
+    assert type(head).__name__ == 'MetaFormerClsHead'
+    assert head.norm.eps == 1e-6
+    if desc['family'] in ('convformer', 'caformer'):
+        assert (head.fc.fc1.out_features, head.fc.norm.eps,
+                head.fc.drop.p) == (2048, 1e-5, recipe['head_dropout'])
+    else:
+        assert isinstance(head.fc, torch.nn.Linear)
 
 
 def test_riformer_config_deploys_to_the_same_classifier():

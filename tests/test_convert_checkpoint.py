@@ -344,3 +344,85 @@ def test_unrecognised_input_is_refused(tmp_path):
     assert 'unknown --arch' in fails(tmp_path / 'resnet.pth', tmp_path / 'out.pth',
                                      '--arch', 'resnet50')
     assert not (tmp_path / 'out.pth').exists()
+
+
+# ------------------------------------- hybrid models with position embedding
+def official_v1_layout(classifier_state):
+    """Our PoolFormer-v1-style classifier -> sail-sg/poolformer names, slot
+    by slot as its ``network`` list is built: each stage's optional position
+    embedding, its blocks, then the downsampling into the next stage."""
+    state = {k[len('backbone.'):]: v for k, v in classifier_state.items()
+             if k.startswith('backbone.')}
+    out, slot = {}, 0
+    for i in range(4):
+        if i > 0:
+            for part in ('weight', 'bias'):
+                out[f'network.{slot}.proj.{part}'] = \
+                    state[f'stages.{i}.downsample.conv.{part}']
+            slot += 1
+        if f'stages.{i}.pos_embed' in state:
+            out[f'network.{slot}.pos_embed'] = state[f'stages.{i}.pos_embed']
+            slot += 1
+        for key, value in state.items():
+            m = re.match(rf'stages\.{i}\.blocks\.(\d+)\.(.*)$', key)
+            if m:
+                rest = re.sub(r'layer_scale(\d)\.scale$', r'layer_scale_\1',
+                              m.group(2))
+                out[f'network.{slot}.{m.group(1)}.{rest}'] = value
+        slot += 1
+    out['patch_embed.proj.weight'] = state['stem.conv.weight']
+    out['patch_embed.proj.bias'] = state['stem.conv.bias']
+    out['norm.weight'], out['norm.bias'] = state['norm3.weight'], \
+        state['norm3.bias']
+    out['head.weight'] = classifier_state['head.fc.weight']
+    out['head.bias'] = classifier_state['head.fc.bias']
+    return {k: v.clone() for k, v in out.items()}
+
+
+@pytest.mark.parametrize('variant, stage, slot, shape', [
+    ('pppa', 3, 6, (1, 512, 7, 7)), ('ppaa', 2, 4, (1, 320, 14, 14))])
+def test_official_hybrid_checkpoint_round_trip(variant, stage, slot, shape,
+                                               tmp_path):
+    """metaformer_pppa/ppaa_s12_224: the position embedding at its official
+    slot shifts every later one; it loads through init_cfg (backbone) and
+    convert_classifier (whole classifier), and the model then computes what
+    the weights' owner computed, at 224 and at another input size."""
+    from mmengine.config import Config
+    from mmpoolformer.checkpoint.convert import convert_classifier
+    from test_configs import CONFIG_DIR
+    from test_configs import build as build_config
+
+    def classifier(init_cfg=None):
+        cfg = Config.fromfile(str(CONFIG_DIR / 'ablations' /
+                                  f'poolformer_s12_{variant}_in1k.py'))
+        cfg.model.backbone.init_cfg = init_cfg
+        model = build_config(cfg)
+        model.init_weights()
+        return model.eval()
+
+    owner = randomise_(classifier())
+    # a non-zero embedding, so that dropping or misplacing it shows
+    assert owner.backbone.stages[stage].pos_embed.abs().min() > 0
+    official = official_v1_layout(owner.state_dict())
+    assert tuple(official[f'network.{slot}.pos_embed'].shape) == shape
+    assert {int(k.split('.')[1]) for k in official
+            if k.startswith('network.')} == set(range(8))
+    assert 'network.7.0.token_mixer.qkv.weight' in official  # stage 4
+    assert detect_format(official) == 'official'
+    src = tmp_path / f'metaformer_{variant}_s12_224.pth.tar'
+    torch.save(official, src)
+
+    loaded = classifier(dict(type='Pretrained', checkpoint=str(src)))
+    _, converted = convert_classifier(official)
+    whole = classifier()
+    whole.load_state_dict(converted, strict=True)
+    for size in ((224, 224), (160, 192)):
+        x = torch.randn(1, 3, *size, generator=GEN)
+        with torch.no_grad():
+            expected = owner.backbone(x)[0]
+            diff = (loaded.backbone(x)[0] - expected).abs().max().item()
+            logits = (whole(x, mode='tensor') -
+                      owner(x, mode='tensor')).abs().max().item()
+        print(f'{variant} official via init_cfg at {size}: max abs diff '
+              f'{diff:.2e}; whole classifier logits {logits:.2e}')
+        assert diff <= TOL and logits <= TOL

@@ -57,7 +57,23 @@ PUBLISHED = {
     'randformer_s12_in1k': {TOP1: 76.6},
     'convformer_s18_in1k': {TOP1: 83.0},
     'caformer_s18_in1k': {TOP1: 83.6},
+    'convformer_s18_in1k_384': {TOP1: 84.4},
+    'convformer_s18_in21k_ft_in1k': {TOP1: 83.7},
+    'convformer_s18_in21k_ft_in1k_384': {TOP1: 85.0},
+    'caformer_s18_in1k_384': {TOP1: 85.0},
+    'caformer_s18_in21k_ft_in1k': {TOP1: 84.1},
+    'caformer_s18_in21k_ft_in1k_384': {TOP1: 85.4},
+    # RIFormer paper / mmpretrain's release of its weights (600 epochs with
+    # the distillation paradigm)
+    'riformer_s12_distill_in1k': {TOP1: 76.90},
+    'riformer_s24_distill_in1k': {TOP1: 80.28},
+    'riformer_s36_distill_in1k': {TOP1: 81.29},
+    'riformer_m36_distill_in1k': {TOP1: 82.57},
+    'riformer_m48_distill_in1k': {TOP1: 82.75},
 }
+# configs trained on another data set than their scope's usual one
+TRAINING_DATA = {'convformer_s18_in21k': 'ImageNet-21k',
+                 'caformer_s18_in21k': 'ImageNet-21k'}
 
 
 # ------------------------------------------------------------- the index
@@ -65,7 +81,7 @@ def test_every_config_is_listed_once_in_its_folder_metafile():
     listed = Counter(m['Config'] for m in MODELS.values())
     assert sum(listed.values()) == len(MODELS)  # names are unique too
     assert [c for c, n in listed.items() if n > 1] == []
-    assert sorted(listed) == CONFIGS and len(CONFIGS) == 46
+    assert sorted(listed) == CONFIGS and len(CONFIGS) == 68
     assert zoo.unlisted_configs() == []
     # one metafile per config folder, each listing that folder's configs
     imported = {p.resolve() for p in METAFILES}
@@ -89,10 +105,10 @@ def test_metafiles_follow_the_schema_and_the_configs():
         assert model['In Collection'] in collections
         meta = model['Metadata']
         cfg = Config.fromfile(str(ROOT / model['Config']))
-        shape, part = zoo.FLOPS_SETTINGS[cfg.default_scope]
-        assert meta['Training Data'] == {'mmpretrain': 'ImageNet-1k',
-                                         'mmdet': 'COCO',
-                                         'mmseg': 'ADE20K'}[cfg.default_scope]
+        shape, part = zoo.flops_setting(cfg)  # 224, or a classifier's crop
+        assert meta['Training Data'] == TRAINING_DATA.get(name, {
+            'mmpretrain': 'ImageNet-1k', 'mmdet': 'COCO',
+            'mmseg': 'ADE20K'}[cfg.default_scope])
         assert meta['Architecture'] and meta['Parameters'] > 0
         assert meta['FLOPs'] > 0
         assert meta['FLOPs Input'] == 'x'.join(map(str, shape))
@@ -117,7 +133,8 @@ def test_metafiles_follow_the_schema_and_the_configs():
             assert all(r['Dataset'] == meta['Training Data'] and r['Task']
                        for r in results)
             assert re.match(r'https://github.com/sail-sg/(poolformer|'
-                            r'metaformer)$', model['Results Source'])
+                            r'metaformer)$|https://arxiv.org/abs/2304.05659$',
+                            model['Results Source'])
         else:
             assert results is None and 'Results Source' not in model, name
 

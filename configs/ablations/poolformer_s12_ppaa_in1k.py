@@ -3,16 +3,18 @@
 # metaformer_ppaa_s12_224. Paper: 16.5M params, 2.5G MACs, top-1 81.0
 # (baseline 77.2). Same design as poolformer_s12_pppa_in1k.py (attention on
 # NCHW maps with 32-channel heads, LayerNormChannel everywhere, crop_pct
-# 0.95), attention now in stages 3 and 4.
-# Deviation: no learnable position embedding before stage 3 (14x14 x 320,
-# 63K parameters in the official model).
+# 0.95), attention now in stages 3 and 4, and the official position
+# embedding after the downsampling into stage 3 (stages.2.pos_embed,
+# 1x320x14x14, 63K parameters; official key network.4.pos_embed).
 _base_ = './poolformer_s12_pppa_in1k.py'
 # Released weights (official v1 layout plus the position embedding)
 checkpoint_file = 'https://github.com/sail-sg/poolformer/releases/download/v1.0/metaformer_ppaa_s12_224.pth.tar'  # noqa
 
 model = dict(
     backbone=dict(
-        arch=dict(token_mixers=[
-            {{_base_.pool}}, {{_base_.pool}}, {{_base_.attention}},
-            {{_base_.attention}}
-        ])))
+        arch=dict(
+            token_mixers=[
+                {{_base_.pool}}, {{_base_.pool}}, {{_base_.attention}},
+                {{_base_.attention}}
+            ],
+            pos_embed=[False, False, True, False])))

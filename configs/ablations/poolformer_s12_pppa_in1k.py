@@ -8,13 +8,15 @@
 # * layer norm over channels (LayerNormChannel, eps 1e-5) in every block and
 #   the final norm: the official hybrid models do not pass GroupNorm (their
 #   pppf/ppff/id siblings do), so all their stages use LayerNormChannel;
+# * the official learnable position embedding, added after the downsampling
+#   into stage 4 (stages.3.pos_embed, 1x512x7x7, 25K parameters, zeros at
+#   first); at other inputs than 224x224 it is resampled bilinearly to the
+#   token grid;
 # * evaluated with crop_pct 0.95 (its timm default_cfg): resize 236.
-# Deviation: the official model adds a learnable position embedding (7x7 x
-# 512, 25K parameters) before stage 4; our MetaFormer has none (a backbone
-# change; its absence also keeps every input size valid).
 _base_ = '../poolformer_s12_in1k.py'
-# Released weights (official v1 layout plus the position embedding, which
-# shifts the network.* indices after it: the converter does not map it yet)
+# Released weights (official v1 layout plus the position embedding
+# network.6.pos_embed, which shifts the later network.* slots; the converter
+# maps it to stages.3.pos_embed)
 checkpoint_file = 'https://github.com/sail-sg/poolformer/releases/download/v1.0/metaformer_pppa_s12_224.pth.tar'  # noqa
 
 pool = dict(type='Pooling', pool_size=3)
@@ -29,7 +31,8 @@ model = dict(
             embed_dims=[64, 128, 320, 512],
             token_mixers=[pool, pool, pool, attention],
             norm_cfg=layer_norm,
-            out_norm_cfg=layer_norm),
+            out_norm_cfg=layer_norm,
+            pos_embed=[False, False, False, True]),
         drop_path_rate=0.1,
         out_indices=(3, ),
         frozen_stages=-1))

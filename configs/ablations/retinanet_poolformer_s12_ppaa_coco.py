@@ -9,9 +9,9 @@
 # for 10 heads, per block, unless the GPU runs a fused attention kernel).
 _base_ = '../retinanet_poolformer_s12_coco.py'
 # The released ImageNet weights of metaformer_ppaa_s12_224 (official v1
-# layout plus a 14x14 position embedding before stage 3 that our backbone
-# lacks and that shifts the network.* indices; the converter cannot map it
-# yet, so loading fails loudly until it does)
+# layout plus the 14x14 position embedding before stage 3, network.4.pos_embed,
+# which the converter maps to stages.2.pos_embed; at detection sizes it is
+# resampled bilinearly to the token grid)
 checkpoint_file = 'https://github.com/sail-sg/poolformer/releases/download/v1.0/metaformer_ppaa_s12_224.pth.tar'  # noqa
 
 pool = dict(type='Pooling', pool_size=3)
@@ -26,7 +26,8 @@ model = dict(
             embed_dims=[64, 128, 320, 512],
             token_mixers=[pool, pool, attention, attention],
             norm_cfg=layer_norm,
-            out_norm_cfg=layer_norm),
+            out_norm_cfg=layer_norm,
+            pos_embed=[False, False, True, False]),
         drop_path_rate=0.,
         # stages 2-4 into FPN(start_level=0), as retinanet_poolformer_s12_coco
         out_indices=(1, 2, 3),

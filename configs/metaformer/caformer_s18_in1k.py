@@ -3,7 +3,7 @@
 # Paper: 26M params, 4.1G MACs, top-1 83.6.
 # Recipe: scripts/caformer/train_caformer_s18.sh. As ConvFormer-S18's
 # (convformer_s18_in1k.py: batch 4096, wd 0.05, 20 warm-up epochs, crop_pct
-# 1.0, LinearClsHead instead of the official MLP head) except: the LAMB
+# 1.0, the official MLP head) except: the LAMB
 # optimizer with lr 8e-3 (timm's Lamb: betas (0.9, 0.999), eps 1e-6, global
 # grad-norm clipping to 1.0 inside the optimizer, as mmpretrain's copy), no
 # extra grad clipping (the official run adds none), and drop path 0.15

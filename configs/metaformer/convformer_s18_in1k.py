@@ -6,18 +6,16 @@
 # 1.0, same augmentation and deviations) except: 20 warm-up epochs instead
 # of 5, and drop path 0.2 (S36 0.3, M36 0.4, B36 0.6; head dropout 0 for
 # every ConvFormer).
-# Architecture deviation besides the final norm: the official ConvFormer
-# and CAFormer classify with an MLP head (Linear 512->2048, SquaredReLU,
-# LayerNorm, Linear 2048->1000; 3.1M parameters for S18); mmpretrain has no
-# such head, so this config uses LinearClsHead (0.5M) and the released
-# classifier weights do not load into it (the backbone weights do).
+# The official classifier head, as sail-sg/metaformer's: mean pool,
+# LayerNorm (eps 1e-6), MlpHead (Linear 512->2048, SquaredReLU, LayerNorm,
+# dropout, Linear 2048->1000; 3.1M parameters for S18).
 _base_ = './poolformerv2_s12_in1k.py'
 checkpoint_file = 'https://huggingface.co/sail/dl/resolve/main/convformer/convformer_s18.pth'  # noqa
 
 model = dict(
     backbone=dict(
         type='mmpoolformer.ConvFormer', arch='s18', drop_path_rate=0.2),
-    head=dict(in_channels=512))
+    head=dict(mlp_ratio=4, dropout=0., in_channels=512))
 
 # 20 warm-up epochs from timm's warmup_lr 1e-6 (= 4e-3 x 2.5e-4), then cosine
 # to min_lr 1e-5

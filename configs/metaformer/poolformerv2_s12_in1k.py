@@ -17,15 +17,19 @@
 # Kept from the inherited recipe, deviating from the official run: grad clip
 # 5 (the official script does not clip), bicubic instead of random train
 # interpolation, per-iteration LR updates, no 10 cool-down epochs.
-# Architecture deviation: the official final LayerNorm (eps 1e-6) acts on
-# the globally pooled vector; ours is the backbone's stage-4 output norm
-# (LayerNorm2d, eps 1e-6) applied per position before GlobalAveragePooling.
+# The official classifier: global mean pool, LayerNorm (eps 1e-6) on the
+# pooled vector, Linear (MetaFormerClsHead with mlp_ratio=None); the backbone
+# has no output norm of its own (out_norm_cfg=None), so the released
+# classifiers load whole (convert_checkpoint.py --with-head).
 _base_ = '../poolformer_s12_in1k.py'
 # The released weights (sail-sg/metaformer README); a from-scratch recipe does
 # not load them, see ../poolformer_s12_in1k.py for fine-tuning from them.
 checkpoint_file = 'https://huggingface.co/sail/dl/resolve/main/poolformerv2/poolformerv2_s12.pth'  # noqa
 
-model = dict(backbone=dict(type='mmpoolformer.PoolFormerV2', arch='s12'))
+model = dict(
+    backbone=dict(
+        type='mmpoolformer.PoolFormerV2', arch='s12', out_norm_cfg=None),
+    head=dict(type='mmpoolformer.MetaFormerClsHead', mlp_ratio=None))
 
 # crop_pct 1.0 (sail-sg/metaformer's default_cfg for every baseline at 224)
 test_pipeline = [

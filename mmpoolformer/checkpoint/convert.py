@@ -11,7 +11,9 @@ Layouts, recognised by their keys (:func:`detect_format`):
   ``patch_embed.proj``, ``network.{2i}.{j}`` blocks of stage ``i``,
   ``network.{2i-1}.proj`` downsampling into stage ``i``, ``layer_scale_1``,
   the final GroupNorm ``norm`` (on the last feature map, before pooling; it
-  becomes ``norm3``) and ``head``.
+  becomes ``norm3``) and ``head``. The hybrid models (metaformer_pppa /
+  ppaa_s12_224) insert a ``network.{k}.pos_embed`` slot before their first
+  attention stage (``stages.i.pos_embed`` here), shifting the later slots.
 * ``official-metaformer`` (sail-sg/metaformer: PoolFormerV2, IdentityFormer,
   RandFormer, ConvFormer, CAFormer): ``downsample_layers.0.{conv,post_norm}``
   (the stem), ``downsample_layers.{1-3}.{pre_norm,conv}``, blocks
@@ -32,6 +34,9 @@ Layouts, recognised by their keys (:func:`detect_format`):
   not an output norm of ours.
 * ``mmpoolformer``: timm's backbone names plus output norms ``norm{i}``,
   with or without ``backbone.``.
+
+:func:`convert_to_mmpoolformer` keeps the backbone; :func:`convert_classifier`
+keeps the classifier head too, under the names of our classifier configs.
 
 Key names cannot tell apart models whose only difference has no weights:
 PoolFormerV2 / IdentityFormer (parameter-free mixers) and PoolFormer v1 / a
@@ -85,8 +90,36 @@ def detect_format(state_dict: StateDict) -> str:
         f'(timm / mmpoolformer); its first keys are {keys[:5]}.')
 
 
-def _convert_v1_key(key: str) -> str:
-    """Rename one official / mmpretrain key; '' marks keys to drop."""
+def _v1_slots(keys) -> Dict[int, str]:
+    """Our prefix for each ``network.{k}`` slot of the official / mmpretrain
+    layout. Slots hold, in order, a stage's blocks (``network.k.j.*``), the
+    downsampling into the next stage (``network.k.proj.*``) and, in the
+    hybrid models (``metaformer_pppa/ppaa_s12_224``), a position embedding
+    (``network.k.pos_embed``) before the stage it opens, which shifts every
+    later slot by one."""
+    kinds = {}
+    for key in keys:
+        m = re.match(r'network\.(\d+)\.(\d+\.)?', key)
+        if m:
+            kind = 'blocks' if m.group(2) else (
+                'pos_embed' if key == f'network.{m.group(1)}.pos_embed'
+                else 'downsample')
+            kinds.setdefault(int(m.group(1)), kind)
+    slots, stage = {}, 0
+    for index in sorted(kinds):
+        kind = kinds[index]
+        if kind == 'blocks':
+            slots[index] = f'stages.{stage}.blocks.'
+            stage += 1
+        elif kind == 'pos_embed':  # belongs to the stage that follows
+            slots[index] = f'stages.{stage}.'
+        else:
+            slots[index] = f'stages.{stage}.downsample.'
+    return slots
+
+
+def _convert_v1_key(key: str, slots: Mapping[int, str]) -> str:
+    """Rename one official / mmpretrain backbone key; '' marks keys to drop."""
     if key.startswith('head'):
         return ''
     key = key.replace('patch_embed.proj.', 'stem.conv.')
@@ -95,12 +128,10 @@ def _convert_v1_key(key: str) -> str:
     key = key.replace('.norm_reparam.', '.norm1.')
     m = re.match(r'network\.(\d+)\.(.*)$', key)
     if m:
-        index, rest = int(m.group(1)), m.group(2)
-        if index % 2 == 0:  # even slots hold the blocks of stage index/2
-            return f'stages.{index // 2}.blocks.{rest}'
-        # odd slots hold the downsampling that opens stage (index+1)/2
-        return f'stages.{(index + 1) // 2}.downsample.' + rest.replace(
-            'proj.', 'conv.', 1)
+        prefix, rest = slots[int(m.group(1))], m.group(2)
+        if prefix.endswith('.downsample.'):
+            rest = rest.replace('proj.', 'conv.', 1)
+        return prefix + rest
     m = re.match(r'norm(\d+)\.(.*)$', key)  # mmpretrain output norms
     if m:
         return f'norm{int(m.group(1)) // 2}.{m.group(2)}'
@@ -116,8 +147,10 @@ def _rename(state_dict: StateDict, rename) -> StateDict:
 
 
 def convert_official_poolformer(state_dict: StateDict) -> StateDict:
-    """sail-sg/poolformer v1 -> mmpoolformer (``head`` dropped)."""
-    return _rename(state_dict, _convert_v1_key)
+    """sail-sg/poolformer v1 and its hybrid / ablation models ->
+    mmpoolformer (``head`` dropped)."""
+    slots = _v1_slots(state_dict)
+    return _rename(state_dict, lambda key: _convert_v1_key(key, slots))
 
 
 def convert_mmpretrain_poolformer(state_dict: StateDict) -> StateDict:
@@ -188,6 +221,55 @@ def convert_to_mmpoolformer(
     target model's ``{key: shape}``, Linear weights become its 1x1 convs."""
     fmt = detect_format(state_dict)
     converted = CONVERTERS[fmt](state_dict)
+    if target_shapes is not None:
+        converted = fit_shapes(converted, target_shapes)
+    return fmt, converted
+
+
+# ---------------------------------------------------- whole classifiers
+# head keys of each layout -> ours: ``head.fc`` is the classifier layer
+# (mmpretrain's LinearClsHead, or MetaFormerClsHead's Linear / MlpHead) and
+# ``head.norm`` the MetaFormer baselines' LayerNorm on the pooled vector
+HEAD_RENAMES = {
+    'official': [(r'^head\.(weight|bias)$', r'head.fc.\1')],
+    'official-metaformer': [
+        (r'^norm\.', 'head.norm.'),  # first: the MLP head has a norm too
+        (r'^head\.(fc1|fc2|norm)\.', r'head.fc.\1.'),
+        (r'^head\.(weight|bias)$', r'head.fc.\1')],
+    'timm': [(r'^head\.(norm|fc)\.', r'head.\1.')],
+    'mmpretrain': [(r'^(head|neck)\.', r'\1.')],
+    'mmpoolformer': [(r'^(head|neck)\.', r'\1.')],
+}
+
+
+def _head_key(fmt: str, key: str) -> str:
+    """Our classifier name of a head key of ``fmt``; '' if not a head key."""
+    for pattern, repl in HEAD_RENAMES[fmt]:
+        if re.match(pattern, key):
+            return re.sub(pattern, repl, key)
+    return ''
+
+
+def convert_classifier(
+        state_dict: StateDict,
+        target_shapes: Optional[Mapping[str, Sequence[int]]] = None
+) -> Tuple[str, StateDict]:
+    """A whole classifier (backbone and head) of any recognised layout ->
+    the state dict of our classifier configs (mmpretrain's
+    ``ImageClassifier``): ``backbone.*`` and ``head.*``. ``target_shapes``
+    (of that classifier's state dict) reshapes Linear weights into the
+    backbone's 1x1 convs, as :func:`convert_to_mmpoolformer` does."""
+    fmt, backbone = convert_to_mmpoolformer(state_dict)
+    converted = {f'backbone.{k}': v for k, v in backbone.items()}
+    head = {new: v for k, v in state_dict.items()
+            if (new := _head_key(fmt, k))}
+    if not head:
+        raise ValueError(
+            f'The {fmt}-format checkpoint has no classifier head (keys such '
+            f'as "head.weight", "head.fc1.weight" or "head.fc.weight"); it '
+            f'is a backbone checkpoint: load it with init_cfg=dict('
+            f'type="Pretrained", checkpoint=...) of the backbone instead.')
+    converted.update(head)
     if target_shapes is not None:
         converted = fit_shapes(converted, target_shapes)
     return fmt, converted

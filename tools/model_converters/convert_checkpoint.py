@@ -2,7 +2,7 @@
 recognised layout into an mmpoolformer backbone checkpoint.
 
     python tools/model_converters/convert_checkpoint.py SRC DST \
-        [--arch NAME] [--force] [--progress | --no-progress]
+        [--arch NAME] [--with-head] [--force] [--progress | --no-progress]
 
 SRC may be an official sail-sg/poolformer or sail-sg/metaformer checkpoint,
 an mmpretrain, timm or mmpoolformer one (the layouts of
@@ -14,7 +14,11 @@ when only one preset fits, else ``--arch`` names it. The converted weights
 must load into that backbone with no key left over (output norms may be
 absent: they are then trained from scratch). DST is
 ``{'state_dict': {'backbone.<key>': tensor}, 'meta': {...}}``, loadable with
-``init_cfg=dict(type='Pretrained', checkpoint=DST)``. SRC is never
+``init_cfg=dict(type='Pretrained', checkpoint=DST)``. With ``--with-head``
+the classifier head comes along under our classifier configs' names
+(``head.fc.*``, and ``head.norm.*`` of the MetaFormer baselines'
+MetaFormerClsHead), so that ``mmpretrain.apis.init_model(config, DST)`` and
+``tools/test.py config DST`` run the released classifier. SRC is never
 overwritten, nor an existing DST without ``--force``. A progress bar over
 the converted keys shows when stdout is a terminal (``--progress`` /
 ``--no-progress`` force it on / off), so logs and tests stay clean.
@@ -35,6 +39,7 @@ from mmpoolformer.checkpoint import (FAMILIES, CheckpointMismatchError,
                                      check_compatible, convert_to_mmpoolformer,
                                      fit_shapes, infer_families, stage_layout,
                                      target_shapes, unwrap_checkpoint)
+from mmpoolformer.checkpoint.convert import convert_classifier
 from mmpoolformer.utils import ToolError, exit_on_tool_error
 
 
@@ -88,7 +93,17 @@ def check_paths(src: str, dst: str, force: bool) -> None:
         raise ToolError(f'DST {dst} exists; pass --force to overwrite it.')
 
 
-def convert(src: str, dst: str, arch=None, progress: bool = False) -> dict:
+def head_of(state_dict) -> dict:
+    """The classifier head of ``state_dict`` under our classifier names."""
+    try:
+        _, whole = convert_classifier(state_dict)
+    except ValueError as err:
+        raise ToolError(f'--with-head: {err}') from None
+    return {k: v for k, v in whole.items() if not k.startswith('backbone.')}
+
+
+def convert(src: str, dst: str, arch=None, progress: bool = False,
+            with_head: bool = False) -> dict:
     try:
         checkpoint = CheckpointLoader.load_checkpoint(src, map_location='cpu')
     except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as err:
@@ -121,11 +136,15 @@ def convert(src: str, dst: str, arch=None, progress: bool = False) -> dict:
         items = track_iter_progress(items, file=sys.stdout)
     for key, value in items:
         out['backbone.' + key] = value.contiguous()
+    if with_head:
+        out.update({k: v.contiguous() for k, v in head_of(state_dict).items()})
     meta = dict(arch=name, type=cls_name, source=src, source_format=fmt,
                 converter='tools/model_converters/convert_checkpoint.py',
                 mmpoolformer_version=mmpoolformer.__version__)
     if 'deploy' in kwargs:
         meta['deploy'] = kwargs['deploy']
+    if with_head:
+        meta['with_head'] = True
     # write next to DST and rename: an interrupted run leaves DST as it was
     os.makedirs(osp.dirname(osp.abspath(dst)), exist_ok=True)
     tmp = f'{dst}.{os.getpid()}.tmp'
@@ -149,6 +168,10 @@ def parse_args(argv=None):
         '--arch', help='target backbone, e.g. poolformer_s12, '
         'poolformerv2_s12, convformer_s18, caformer_s18, riformer_s12 '
         '(default: inferred from the keys when only one fits)')
+    parser.add_argument(
+        '--with-head', action='store_true',
+        help='keep the classifier head: a whole-classifier checkpoint for '
+        'the classifier configs (init_model / tools/test.py / load_from)')
     parser.add_argument('--force', action='store_true',
                         help='overwrite an existing DST')
     progress = parser.add_mutually_exclusive_group()
@@ -171,7 +194,8 @@ def main(argv=None) -> dict:
                             f'{", ".join(sorted(arch_names()))}.')
         progress = sys.stdout.isatty() if args.progress is None \
             else args.progress
-        return convert(args.src, args.dst, args.arch, progress)
+        return convert(args.src, args.dst, args.arch, progress,
+                       args.with_head)
 
 
 if __name__ == '__main__':

@@ -15,7 +15,8 @@ for every listed config:
   neck and heads), ``Frozen Parameters`` those without gradient, if any;
 * ``FLOPs``: multiply-accumulates (the papers' "MACs") counted by
   ``tools/analysis_tools/get_flops.py`` on ``FLOPs Input``, the papers'
-  input of the task (224x224 ImageNet, 1280x800 COCO, 512x512 ADE20K), of
+  input of the task (224x224 ImageNet, or the classifier's test crop, e.g.
+  384x384; 1280x800 COCO, 512x512 ADE20K), of
   the part named in ``FLOPs Counted``: the whole model for classifiers and
   segmentors, backbone+neck for detectors (the heads of a two-stage detector
   cost what its random-weight proposals make them cost).
@@ -53,6 +54,7 @@ MEASURED = ('Parameters', 'Frozen Parameters', 'FLOPs', 'FLOPs Input',
             'FLOPs Counted')
 DATASET_TITLES = {
     'ImageNet-1k': 'ImageNet-1k classification',
+    'ImageNet-21k': 'ImageNet-21k classification (pre-training)',
     'COCO': 'COCO object detection and instance segmentation',
     'ADE20K': 'ADE20K semantic segmentation',
 }
@@ -145,6 +147,23 @@ def _quiet():
         logger.setLevel(level)
 
 
+def flops_setting(cfg) -> tuple:
+    """(input shape, part counted) of a config: its scope's, but a
+    classifier evaluated at another crop (e.g. 384x384) at that crop."""
+    scope = cfg.get('default_scope')
+    if scope not in FLOPS_SETTINGS:
+        raise ToolError(f'{cfg.filename}: no FLOPs setting for default_scope '
+                        f'{scope!r}')
+    shape, part = FLOPS_SETTINGS[scope]
+    if scope == 'mmpretrain':
+        crops = [t.get('crop_size') for t in
+                 cfg.get('test_dataloader', {}).get('dataset', {}).get(
+                     'pipeline', []) if t.get('type') == 'CenterCrop']
+        if crops and isinstance(crops[-1], int):
+            shape = (*shape[:2], crops[-1], crops[-1])
+    return shape, part
+
+
 def measure(config, get_flops=None) -> dict:
     """The measured metadata of one config (see the module docstring), with
     get_flops.py's model building and counting, for the one part recorded
@@ -157,11 +176,7 @@ def measure(config, get_flops=None) -> dict:
     with _quiet():
         cfg = Config.fromfile(str(config if config.is_absolute()
                                   else ROOT / config))
-    scope = cfg.get('default_scope')
-    if scope not in FLOPS_SETTINGS:
-        raise ToolError(f'{config}: no FLOPs setting for default_scope '
-                        f'{scope!r}')
-    shape, part = FLOPS_SETTINGS[scope]
+    shape, part = flops_setting(cfg)
     backbone = cfg.model.backbone
     if str(backbone.get('type', '')).startswith('mmpoolformer.'):
         # count the plain NCHW formulation: the fast path's fused oneDNN ops

@@ -28,6 +28,7 @@ from mmpoolformer.registry import MODELS
 from .fused_ops import linear, norm_mlp, pool_mix, to_nchw, to_nhwc
 
 NUM_STAGES = 4
+POS_EMBED_BASE = 224  # input size the position embeddings are drawn for
 
 
 # ----------------------------------------------------------------- norms
@@ -441,29 +442,40 @@ def _fold_scale_into(scale: 'Scale', layer: nn.Module):
 
 
 class MetaFormerBlock(nn.Module):
-    """norm -> token mixer -> (layer scale) residual, norm -> MLP -> residual."""
+    """norm -> token mixer -> (layer scale) residual, norm -> MLP -> residual.
+
+    ``mlp_ratio=0`` drops the second sub-block (no norm2 / mlp / scales);
+    ``residual=False`` drops the skip connections (and with them the
+    residual scales and stochastic depth, which only act on a residual sum):
+    the PoolFormer paper's ablations.
+    """
 
     def __init__(self, dim: int, token_mixer: dict, norm_cfg: dict,
                  mlp_ratio: float, mlp_act_cfg: dict, mlp_bias: bool,
                  drop_rate: float = 0., drop_path_rate: float = 0.,
                  layer_scale_init_value: Optional[float] = None,
                  res_scale_init_value: Optional[float] = None,
-                 tokens_last: bool = False):
+                 tokens_last: bool = False, residual: bool = True):
         super().__init__()
 
         def scale(value):
             return (nn.Identity() if value is None else
                     Scale(dim, value, tokens_last))
 
+        self.residual = residual
+        if not residual:
+            res_scale_init_value, drop_path_rate = None, 0.
         self.norm1 = build_norm(norm_cfg, dim)
         self.token_mixer = build_token_mixer(token_mixer, dim)
         self.layer_scale1 = scale(layer_scale_init_value)
         self.res_scale1 = scale(res_scale_init_value)
-        self.norm2 = build_norm(norm_cfg, dim)
-        self.mlp = Mlp(dim, int(dim * mlp_ratio), mlp_act_cfg, mlp_bias,
-                       drop_rate, tokens_last)
-        self.layer_scale2 = scale(layer_scale_init_value)
-        self.res_scale2 = scale(res_scale_init_value)
+        self.has_mlp = mlp_ratio > 0
+        if self.has_mlp:
+            self.norm2 = build_norm(norm_cfg, dim)
+            self.mlp = Mlp(dim, max(int(dim * mlp_ratio), 1), mlp_act_cfg,
+                           mlp_bias, drop_rate, tokens_last)
+            self.layer_scale2 = scale(layer_scale_init_value)
+            self.res_scale2 = scale(res_scale_init_value)
         self.drop_path = (DropPath(drop_path_rate)
                           if drop_path_rate > 0 else nn.Identity())
 
@@ -472,11 +484,15 @@ class MetaFormerBlock(nn.Module):
     def forward(self, x):
         if self.fast_path:  # channels-last NCHW in and out
             return to_nchw(self.forward_nhwc(to_nhwc(x)))
-        x = self.res_scale1(x) + self.drop_path(
-            self.layer_scale1(self.token_mixer(self.norm1(x))))
-        x = self.res_scale2(x) + self.drop_path(
-            self.layer_scale2(self.mlp(self.norm2(x))))
+        x = self._add(x, self.res_scale1, self.drop_path(
+            self.layer_scale1(self.token_mixer(self.norm1(x)))))
+        if self.has_mlp:
+            x = self._add(x, self.res_scale2, self.drop_path(
+                self.layer_scale2(self.mlp(self.norm2(x)))))
         return x
+
+    def _add(self, x, res_scale, branch):
+        return res_scale(x) + branch if self.residual else branch
 
     # ----------------------------------------------------------- deploy
     @torch.no_grad()
@@ -486,9 +502,9 @@ class MetaFormerBlock(nn.Module):
         ``mlp.fc2``; for a SepConv mixer norm1's affine into ``pwconv1`` and
         layer_scale1 into ``pwconv2``; for a Pooling mixer behind a one-group
         GroupNorm norm1's gamma into layer_scale1 (its beta cancels)."""
-        if norm_kind(self.norm2) in ('group', 'layer'):
+        if self.has_mlp and norm_kind(self.norm2) in ('group', 'layer'):
             _fold_norm_into(self.norm2, self.mlp.fc1)
-        if isinstance(self.layer_scale2, Scale):
+        if self.has_mlp and isinstance(self.layer_scale2, Scale):
             _fold_scale_into(self.layer_scale2, self.mlp.fc2)
             self.layer_scale2 = nn.Identity()
         mixer = self.token_mixer
@@ -508,11 +524,12 @@ class MetaFormerBlock(nn.Module):
     # -------------------------------------------------------- fast path
     def forward_nhwc(self, x):
         """:meth:`forward` on a (B, H, W, C) map, by the fast formulas."""
-        return self._mlp_nhwc(self._mixer_nhwc(x))
+        x = self._mixer_nhwc(x)
+        return self._mlp_nhwc(x) if self.has_mlp else x
 
     def _mixer_nhwc(self, x):
         ls, res = _scale(self.layer_scale1), _scale(self.res_scale1)
-        if isinstance(self.token_mixer, Pooling) and \
+        if isinstance(self.token_mixer, Pooling) and self.residual and \
                 norm_kind(self.norm1) == 'group':
             if torch.is_autocast_enabled(x.device.type):
                 x = x.float()  # as the plain path's fp32 norm promotes it
@@ -532,6 +549,8 @@ class MetaFormerBlock(nn.Module):
     def _residual(self, x, res, branch, ls):
         if ls is not None:
             branch = branch * ls
+        if not self.residual:
+            return branch
         keep = _keep(self.drop_path, branch)
         if keep is not None:
             branch = branch * keep
@@ -586,6 +605,8 @@ class MetaFormerBlock(nn.Module):
             else (None, None)
         norm = None if kind == 'none' else kind
         eps = getattr(self.norm2, 'eps', 0.)
+        if not self.residual:  # the layer scale is folded into w2
+            return norm_mlp(y, w1, b1, w2, b2, act, act_params, norm, eps)
         if not _drops(self.drop_path):
             residual = y if res is None else y * res
             return norm_mlp(y, w1, b1, w2, b2, act, act_params, norm, eps,
@@ -625,12 +646,35 @@ class Downsampling(nn.Module):
         return x if self.norm_first else norm_nhwc(self.norm, x)
 
 
-class MetaFormerStage(nn.Module):
-    """Optional downsampling, then blocks; attention stages run on tokens."""
+def resample_pos_embed(pos_embed: torch.Tensor,
+                       size: Tuple[int, int]) -> torch.Tensor:
+    """A (1, C, h0, w0) position embedding at an (H, W) token grid,
+    resampled bilinearly when the grids differ."""
+    if tuple(pos_embed.shape[2:]) == tuple(size):
+        return pos_embed
+    return F.interpolate(pos_embed, size=tuple(size), mode='bilinear',
+                         align_corners=False)
 
-    def __init__(self, downsample: Optional[nn.Module], blocks, tokens_last: bool):
+
+class MetaFormerStage(nn.Module):
+    """Optional downsampling, optional position embedding, then blocks;
+    attention stages run on tokens.
+
+    Args:
+        pos_embed_grid: (h, w) token grid of a learnable position embedding
+            added after the downsampling (zeros at first; resampled to other
+            grids), or None for none.
+    """
+
+    def __init__(self, downsample: Optional[nn.Module], blocks, tokens_last: bool,
+                 pos_embed_grid: Optional[Tuple[int, int]] = None,
+                 dim: Optional[int] = None):
         super().__init__()
         self.downsample = downsample if downsample is not None else nn.Identity()
+        if pos_embed_grid is not None:
+            self.pos_embed = nn.Parameter(torch.zeros(1, dim, *pos_embed_grid))
+        else:
+            self.pos_embed = None
         self.blocks = nn.Sequential(*blocks)
         self.tokens_last = tokens_last
 
@@ -639,6 +683,8 @@ class MetaFormerStage(nn.Module):
     def forward(self, x, with_cp: bool = False):
         x = self.downsample(x)
         B, C, H, W = x.shape
+        if self.pos_embed is not None:
+            x = x + resample_pos_embed(self.pos_embed, (H, W))
         # the fast path's channels-last maps already are (B, N, C) tokens
         tokens = self.tokens_last and not self.fast_path
         if tokens:
@@ -672,7 +718,12 @@ class MetaFormer(BaseModule):
             stage), ``mlp_ratios``, ``mlp_act_cfg``, ``mlp_bias``,
             ``stem_norm_cfg``, ``downsample_norm_cfg``, ``out_norm_cfg``,
             ``layer_scale_init_values`` and ``res_scale_init_values`` (one or
-            per stage; None disables the scale).
+            per stage; None disables the scale). Ablations (one or per
+            stage): ``mlp_ratios`` 0 removes the channel MLP sub-block,
+            ``residual=False`` the skip connections, ``pos_embed=True`` adds
+            a learnable position embedding after the stage's downsampling
+            (``stages.i.pos_embed``, (1, C, 224 / 2**(i+2), ...), zeros at
+            first, resampled bilinearly to other token grids).
         in_channels (int): Channels of the input image. Defaults to 3.
         drop_rate (float): Dropout in the channel MLP. Defaults to 0.
         drop_path_rate (float): Stochastic depth of the last block; it rises
@@ -755,12 +806,17 @@ class MetaFormer(BaseModule):
                     # linear rule of the references: 0 first, full rate last
                     drop_path_rate * block_idx / max(total - 1, 1),
                     arch['layer_scale_init_values'][i],
-                    arch['res_scale_init_values'][i], tokens_last))
+                    arch['res_scale_init_values'][i], tokens_last,
+                    arch['residual'][i]))
                 block_idx += 1
             downsample = None if i == 0 else Downsampling(
                 self.embed_dims[i - 1], dim, 3, 2, 1,
                 arch['downsample_norm_cfg'], norm_first=True)
-            stages.append(MetaFormerStage(downsample, blocks, tokens_last))
+            # the papers' 224x224 grid: stride 4 in stage 0, then 8, 16, 32
+            grid = (POS_EMBED_BASE // 2**(i + 2), ) * 2
+            stages.append(MetaFormerStage(
+                downsample, blocks, tokens_last,
+                grid if arch['pos_embed'][i] else None, dim))
         self.stages = nn.ModuleList(stages)
         for i in self.out_indices:
             self.add_module(f'norm{i}',
@@ -823,7 +879,8 @@ class MetaFormer(BaseModule):
             mlp_ratios=4, mlp_act_cfg=dict(type='GELU'), mlp_bias=True,
             stem_norm_cfg=None, downsample_norm_cfg=None,
             out_norm_cfg=dict(type='GroupNorm1', eps=1e-5),
-            layer_scale_init_values=1e-5, res_scale_init_values=None)
+            layer_scale_init_values=1e-5, res_scale_init_values=None,
+            residual=True, pos_embed=False)
         unknown = set(arch) - set(defaults) - {'depths', 'embed_dims'}
         if unknown:
             raise ValueError(f'Unknown arch keys {sorted(unknown)}; known: '
@@ -834,8 +891,18 @@ class MetaFormer(BaseModule):
                 raise ValueError(f'arch["{key}"] must have {NUM_STAGES} '
                                  f'entries, got {arch[key]}.')
         for key in ('token_mixers', 'norm_cfg', 'mlp_ratios',
-                    'layer_scale_init_values', 'res_scale_init_values'):
+                    'layer_scale_init_values', 'res_scale_init_values',
+                    'residual', 'pos_embed'):
             arch[key] = _per_stage(arch[key], key)
+        for key in ('residual', 'pos_embed'):
+            if not all(isinstance(v, bool) for v in arch[key]):
+                raise ValueError(f'arch["{key}"] must be a bool or one bool per '
+                                 f'stage, got {arch[key]}.')
+        for ratio in arch['mlp_ratios']:
+            if not isinstance(ratio, (int, float)) or ratio < 0:
+                raise ValueError(
+                    f'arch["mlp_ratios"] must be >= 0 (0: no channel MLP), '
+                    f'got {arch["mlp_ratios"]}.')
         return arch
 
     @staticmethod

@@ -1,0 +1,11 @@
+# CAFormer-S18 pre-trained on ImageNet-21k and fine-tuned on ImageNet-1k at
+# 384x384: the sail-sg/metaformer release caformer_s18_384_in21ft1k.
+# Paper (sail-sg/metaformer README): 26M params, 13.4G MACs, top-1 85.4.
+# For the released weights: convert them with their head
+# (tools/model_converters/convert_checkpoint.py SRC DST --with-head) and
+# evaluate with tools/test.py (crop_pct 1.0: resize 384, centre crop 384).
+# The fine-tuning recipe from ImageNet-21k is not in the official scripts
+# (nor in our references): the training part of this config is the 384
+# ImageNet-1k fine-tuning recipe of caformer_s18_in1k_384.py, inherited.
+_base_ = './caformer_s18_in1k_384.py'
+checkpoint_file = 'https://huggingface.co/sail/dl/resolve/main/caformer/caformer_s18_384_in21ft1k.pth'  # noqa

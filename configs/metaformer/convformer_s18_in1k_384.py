@@ -1,0 +1,70 @@
+# ConvFormer-S18 at 384x384: the 224 model fine-tuned on ImageNet-1k
+# (sail-sg/metaformer scripts/convformer/finetune_convformer_s18_384.sh).
+# Paper: 27M params, 11.6G MACs, top-1 84.4.
+# Recipe: 30 epochs at 384x384, batch 1024, AdamW lr 5e-5 held constant
+# (--sched None), no Mixup / CutMix, model EMA (decay 0.9999), drop path 0.3,
+# head dropout 0.4; evaluated at crop_pct 1.0 (resize 384, centre crop 384).
+# The rest (RandAugment, random erasing 0.25, label smoothing 0.1, wd 0.05)
+# is train.py's defaults, as in the 224 recipe.
+# It starts from the whole 224 classifier; convert the release once, head
+# included, and pass it as load_from:
+#   python tools/model_converters/convert_checkpoint.py convformer_s18.pth \
+#       convformer_s18_mm.pth --with-head
+#   python tools/train.py THIS_CONFIG --cfg-options load_from=convformer_s18_mm.pth
+_base_ = './convformer_s18_in1k.py'
+checkpoint_file = 'https://huggingface.co/sail/dl/resolve/main/convformer/convformer_s18_384.pth'  # noqa
+img_size = 384
+
+model = dict(
+    backbone=dict(drop_path_rate=0.3),
+    head=dict(dropout=0.4),
+    train_cfg=None)  # no Mixup / CutMix
+
+optim_wrapper = dict(optimizer=dict(lr=5e-5))
+# constant lr, no warm-up
+param_scheduler = [dict(type='ConstantLR', factor=1.0, by_epoch=True)]
+train_cfg = dict(max_epochs=30)
+custom_hooks = [dict(type='EMAHook', momentum=1e-4, priority='ABOVE_NORMAL')]
+
+train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(
+        type='RandomResizedCrop',
+        scale=img_size,
+        backend='pillow',
+        interpolation='bicubic'),
+    dict(type='RandomFlip', prob=0.5, direction='horizontal'),
+    dict(
+        type='RandAugment',
+        policies='timm_increasing',
+        num_policies=2,
+        total_level=10,
+        magnitude_level=9,
+        magnitude_std=0.5,
+        hparams=dict(pad_val=[104, 116, 124], interpolation='bicubic')),
+    dict(
+        type='RandomErasing',
+        erase_prob=0.25,
+        mode='rand',
+        min_area_ratio=0.02,
+        max_area_ratio=1 / 3,
+        fill_color=[103.53, 116.28, 123.675],
+        fill_std=[57.375, 57.12, 58.395]),
+    dict(type='PackInputs'),
+]
+test_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(
+        type='ResizeEdge',
+        scale=img_size,
+        edge='short',
+        backend='pillow',
+        interpolation='bicubic'),
+    dict(type='CenterCrop', crop_size=img_size),
+    dict(type='PackInputs'),
+]
+# 32 GPUs x 32 images (lr = 5e-5 at 1024); --auto-scale-lr rescales
+train_dataloader = dict(batch_size=32, dataset=dict(pipeline=train_pipeline))
+val_dataloader = dict(dataset=dict(pipeline=test_pipeline))
+test_dataloader = dict(dataset=dict(pipeline=test_pipeline))
+auto_scale_lr = dict(base_batch_size=1024)
