@@ -162,12 +162,6 @@ def measure(config, get_flops=None) -> dict:
         raise ToolError(f'{config}: no FLOPs setting for default_scope '
                         f'{scope!r}')
     shape, part = FLOPS_SETTINGS[scope]
-    backbone = cfg.model.backbone
-    if str(backbone.get('type', '')).startswith('mmpoolformer.'):
-        # count the plain NCHW formulation: the fast path's fused oneDNN ops
-        # and autograd Functions escape fvcore's tracer (same function, same
-        # MACs)
-        backbone.fast_path = False
     torch.manual_seed(0)
     with _quiet(), torch.no_grad():
         model = get_flops.build_model(cfg)

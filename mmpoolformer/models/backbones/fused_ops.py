@@ -1,4 +1,5 @@
-"""Fused kernels of the fast path, on channels-last ``(B, H, W, C)`` maps.
+"""Fused kernels of the fast formulation, on channels-last ``(B, H, W, C)``
+maps, for eager mode (:mod:`.fast_blocks` calls them only there).
 
 Two autograd functions cover what dominates a MetaFormer block:
 
@@ -118,12 +119,22 @@ ACTIVATIONS = ('gelu', 'star_relu', 'relu')
 _ONEDNN_ACT = dict(gelu=('gelu', 'none'), relu=('relu', ''))
 
 
+def _onednn_linear_available() -> bool:
+    """oneDNN's fused linear (a private op, absent from some builds)."""
+    try:
+        return (torch.backends.mkldnn.is_available() and
+                hasattr(torch.ops.mkldnn, '_linear_pointwise') and
+                hasattr(torch.ops.mkldnn._linear_pointwise, 'binary'))
+    except (AttributeError, RuntimeError):
+        return False
+
+
+ONEDNN_LINEAR = _onednn_linear_available()
+
+
 def _use_onednn(x: Tensor) -> bool:
-    # under torch.compile, inductor picks and fuses its own GEMM kernels
-    return (x.device.type == 'cpu' and torch.backends.mkldnn.is_available()
-            and x.dtype in (torch.float32, torch.bfloat16)
-            and not torch.compiler.is_compiling()
-            and not torch.jit.is_tracing())
+    return (ONEDNN_LINEAR and x.device.type == 'cpu'
+            and x.dtype in (torch.float32, torch.bfloat16))
 
 
 def linear(x: Tensor, w: Tensor, b: Optional[Tensor],
