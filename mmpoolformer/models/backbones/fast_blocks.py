@@ -171,22 +171,14 @@ class FastMetaFormerBlock(MetaFormerBlock):
             branch = branch * keep
         return branch + (x if res is None else x * res)
 
-    def _folded_mlp(self, kind: str, ls: Optional[Tensor]):
-        """fc1 / fc2 with the norm affine and the layer scale folded in,
-        from the live Parameters (differentiable; redone at every call)."""
-        mlp = self.mlp
-        gamma, beta = (self.norm2.weight, self.norm2.bias) \
-            if kind != 'none' else (None, None)
-        w1, b1 = matrix(mlp.fc1), mlp.fc1.bias
-        if beta is not None:
-            b1 = w1.mv(beta) if b1 is None else torch.addmv(b1, w1, beta)
-        if gamma is not None:
-            w1 = w1 * gamma
-        w2, b2 = matrix(mlp.fc2), mlp.fc2.bias
+    def _scaled_fc2(self, ls: Optional[Tensor]):
+        """fc2 with the layer scale folded in, from the live Parameters
+        (differentiable; redone at every call, nothing is cached)."""
+        w2, b2 = matrix(self.mlp.fc2), self.mlp.fc2.bias
         if ls is not None:
             w2 = w2 * ls[:, None]
             b2 = None if b2 is None else b2 * ls
-        return w1, b1, w2, b2
+        return w2, b2
 
     def _mlp_channels_last(self, y: Tensor) -> Tensor:
         mlp = self.mlp
@@ -200,19 +192,23 @@ class FastMetaFormerBlock(MetaFormerBlock):
             branch = torch.nn.functional.linear(
                 mlp.drop(mlp.act(h)), matrix(mlp.fc2), mlp.fc2.bias)
             return self._residual(y, res, mlp.drop(branch), ls)
-        w1, b1, w2, b2 = self._folded_mlp(kind, ls)
+        w1, b1 = matrix(mlp.fc1), mlp.fc1.bias
+        w2, b2 = self._scaled_fc2(ls)
         act_params = (mlp.act.scale, mlp.act.bias) if act == 'star_relu' \
             else (None, None)
         norm = None if kind == 'none' else kind
+        affine = (self.norm2.weight, self.norm2.bias) if norm else (None, None)
         eps = getattr(self.norm2, 'eps', 0.)
-        if not self.residual:  # the layer scale is folded into w2
-            return norm_mlp(y, w1, b1, w2, b2, act, act_params, norm, eps)
-        if not _drops(self.drop_path):
-            residual = y if res is None else y * res
+
+        def branch(residual=None):  # the layer scale is folded into w2
             return norm_mlp(y, w1, b1, w2, b2, act, act_params, norm, eps,
-                            residual)
-        branch = norm_mlp(y, w1, b1, w2, b2, act, act_params, norm, eps)
-        return self._residual(y, res, branch, None)
+                            residual, affine)
+
+        if not self.residual:
+            return branch()
+        if not _drops(self.drop_path):
+            return branch(y if res is None else y * res)
+        return self._residual(y, res, branch(), None)
 
 
 class FastDownsampling(Downsampling):
