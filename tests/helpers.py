@@ -48,8 +48,9 @@ def assert_every_parameter_learns(model, context=''):
     construction: the bias of a one-group GroupNorm in front of a Pooling
     mixer cancels in ``pool(GN(x)) - GN(x)`` (the fast path returns an
     exact zero for it, the plain formulation rounding noise)."""
-    from mmpoolformer.models.backbones.metaformer import (MetaFormerBlock,
-                                                          Pooling, norm_kind)
+    from mmpoolformer.models.backbones.blocks import MetaFormerBlock
+    from mmpoolformer.models.backbones.layers import norm_kind
+    from mmpoolformer.models.backbones.token_mixers import Pooling
     cancels = {f'{name}.norm1.bias': m.residual
                for name, m in model.named_modules()
                if isinstance(m, MetaFormerBlock)

@@ -155,9 +155,10 @@ def test_gradient_checkpointing_same_as_without():
                if g_b[n].norm() > 0)
 
 
-def test_torch_compile_traces_the_fast_path():
-    """torch.compile (graph capture through the autograd functions; the
-    aot_eager backend keeps the test free of a C++ toolchain)."""
+def test_torch_compile_of_the_default_model():
+    """torch.compile of the default model (which captures the plain
+    formulation: tests/test_compile_trace.py) against the eager plain one;
+    the aot_eager backend keeps the test free of a C++ toolchain."""
     fast, plain = pair('poolformer', torch.float32)
     compiled = torch.compile(fast, backend='aot_eager', fullgraph=False)
     x = torch.randn(2, 3, 64, 64)
@@ -212,3 +213,55 @@ def test_pool_mix_saves_less_than_the_plain_block():
     fast, plain = pair('poolformer', torch.float32)
     x = torch.randn(2, 3, 128, 128)
     assert saved_bytes(fast.train(), x) < 0.7 * saved_bytes(plain.train(), x)
+
+
+def test_one_switch_swaps_twins_sharing_every_parameter():
+    """``fast_path`` converts the blocks and downsamplings to their fused
+    twins and back: same Parameter objects, same state dict."""
+    from mmpoolformer.models.backbones.blocks import MetaFormerBlock
+    from mmpoolformer.models.backbones.fast_blocks import (FastDownsampling,
+                                                           FastMetaFormerBlock)
+    from mmpoolformer.models.backbones.layers import Downsampling
+    model = MODELS['convformer'](fast_path=False)
+    kinds = {type(m) for m in model.modules()}
+    assert MetaFormerBlock in kinds and Downsampling in kinds
+    assert not kinds & {FastMetaFormerBlock, FastDownsampling}
+    params = dict(model.named_parameters())
+    state = model.state_dict()
+    model.fast_path = True
+    kinds = {type(m) for m in model.modules()}
+    assert {FastMetaFormerBlock, FastDownsampling} <= kinds
+    assert not kinds & {MetaFormerBlock, Downsampling}
+    assert all(p is params[n] for n, p in model.named_parameters())
+    assert list(model.state_dict()) == list(state)
+    model.fast_path = False
+    assert all(p is params[n] for n, p in model.named_parameters())
+    assert MetaFormerBlock in {type(m) for m in model.modules()}
+
+
+def autograd_ops(tensors):
+    """Names of the backward nodes that produced ``tensors``."""
+    seen, todo, names = set(), [t.grad_fn for t in tensors], set()
+    while todo:
+        node = todo.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        names.add(type(node).__name__)
+        todo.extend(next_node for next_node, _ in node.next_functions)
+    return names
+
+
+def test_other_devices_run_the_plain_formulation():
+    """Off the CPU the fused twins run their plain parents' ops (on the
+    'meta' device here), on the CPU the fused kernels."""
+    model = MODELS['poolformer']().train()
+    x = torch.randn(2, 3, 64, 96)
+    on_cpu = autograd_ops(model(x))
+    assert {'PoolMixBackward', 'NormMlpBackward'} <= on_cpu
+    outs = model.to('meta')(x.to('meta'))
+    assert [tuple(o.shape) for o in outs] == [
+        (2, 16, 16, 24), (2, 32, 8, 12), (2, 64, 4, 6), (2, 96, 2, 3)]
+    on_meta = autograd_ops(outs)
+    assert not {'PoolMixBackward', 'NormMlpBackward'} & on_meta
+    assert 'NativeGroupNormBackward0' in on_meta

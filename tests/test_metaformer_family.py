@@ -5,8 +5,8 @@ import torch
 
 import mmpoolformer
 from mmpoolformer.models import MetaFormer
-from mmpoolformer.models.backbones.metaformer import (RandomMixing,
-                                                      resample_token_matrix)
+from mmpoolformer.models.backbones.token_mixers import (RandomMixing,
+                                                        resample_token_matrix)
 
 from helpers import assert_every_parameter_learns, randomise_
 
@@ -127,3 +127,58 @@ def test_bad_arch_keys_give_clear_errors():
     with pytest.raises(ValueError, match="Unknown token mixer 'Pool'"):
         MetaFormer(dict(depths=[1] * 4, embed_dims=[8] * 4,
                         token_mixers=dict(type='Pool')))
+
+
+CUSTOM = dict(depths=[1, 1, 1, 1], embed_dims=[8, 16, 32, 64])
+
+
+@pytest.mark.parametrize('name, mixers, norm, act', [
+    ('PoolFormer', {'Pooling'}, 'GroupNorm1', 'GELU'),
+    ('PoolFormerV2', {'Pooling'}, 'GroupNorm1', 'StarReLU'),
+    ('ConvFormer', {'SepConv'}, 'LayerNorm2d', 'StarReLU'),
+    ('CAFormer', {'SepConv', 'Attention'}, 'LayerNorm2d', 'StarReLU'),
+    ('RandFormer', {'IdentityMixer', 'RandomMixing'}, 'GroupNorm1', 'StarReLU'),
+    ('RIFormer', {'Affine'}, 'GroupNorm1', 'GELU'),
+])
+def test_custom_arch_dict_keeps_the_family_design(name, mixers, norm, act):
+    model = build(name, arch=dict(CUSTOM))
+    assert model.embed_dims == CUSTOM['embed_dims']
+    assert [len(s.blocks) for s in model.stages] == CUSTOM['depths']
+    blocks = [s.blocks[0] for s in model.stages]
+    assert {type(b.token_mixer).__name__ for b in blocks} == mixers
+    assert type(blocks[0].norm1).__name__ == norm
+    assert type(blocks[0].mlp.act).__name__ == act
+    # the dict still overrides the preset
+    wider = build(name, arch=dict(CUSTOM, mlp_ratios=1))
+    assert wider.stages[0].blocks[0].mlp.fc1.weight.shape[0] == 8
+
+
+def test_riformer_custom_arch_deploys():
+    model = randomise_(build('RIFormer', arch=dict(CUSTOM))).eval()
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        before = model(x)
+        model.switch_to_deploy()
+        after = model(x)
+    for a, b in zip(after, before):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match='affine mixer only'):
+        build('RIFormer', arch=dict(CUSTOM, token_mixers=dict(type='Pooling')))
+
+
+def test_pretrained_points_to_init_cfg():
+    with pytest.raises(ValueError, match=r'no pretrained=.*init_cfg=dict\(type="Pretrained", '
+                       r"checkpoint='x.pth'\)"):
+        build('PoolFormer', pretrained='x.pth')
+
+
+def test_feature_info_describes_the_returned_maps():
+    model = build('ConvFormer', arch=dict(CUSTOM), out_indices=(1, 3)).eval()
+    assert model.feature_info == [
+        dict(num_chs=16, reduction=8, module='norm1', stage=1),
+        dict(num_chs=64, reduction=32, module='norm3', stage=3)]
+    with torch.no_grad():
+        outs = model(torch.randn(1, 3, 64, 96))
+    for info, out in zip(model.feature_info, outs):
+        assert out.shape[1] == info['num_chs']
+        assert 96 // out.shape[3] == info['reduction']

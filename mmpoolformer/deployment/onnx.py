@@ -3,9 +3,9 @@ with a dynamic batch and spatial size, and its check in onnxruntime.
 
 What the exported graph contains, and why:
 
-* **no fast path**: the backbones' CPU formulation uses custom autograd
-  Functions and oneDNN ops that have no ONNX form, so the export copy runs
-  the plain one (``fast_path = False``), the same function;
+* **the plain formulation**: under the exporters' tracing the backbones'
+  fused blocks run their plain formulation (ordinary torch ops, the same
+  function), never the eager oneDNN kernels, which have no ONNX form;
 * **no GroupNorm operator**: ``nn.GroupNorm`` exports as Reshape +
   ``InstanceNormalization`` or, in newer opsets, ``GroupNormalization``,
   which TensorRT 10.x computes wrongly for one group. Every ``nn.GroupNorm``
@@ -97,13 +97,10 @@ def swap_group_norms_(model: nn.Module) -> int:
 
 
 def prepare_for_export(model: nn.Module) -> nn.Module:
-    """An eval-mode deep copy with the plain formulation and no GroupNorm
-    operator, computing the same function as ``model``."""
+    """An eval-mode deep copy without GroupNorm operators, computing the
+    same function as ``model``."""
     model = copy.deepcopy(model)
     model.eval()  # not chained: some train() overrides return None
-    for m in model.modules():
-        if hasattr(m, 'fast_path'):
-            m.fast_path = False
     if isinstance(model, nn.GroupNorm):  # a bare norm has no parent
         model = ExportGroupNorm(model)
     swap_group_norms_(model)

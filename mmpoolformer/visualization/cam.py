@@ -1,10 +1,9 @@
 """Grad-CAM (the ``grad-cam`` package) of our backbones' last stage.
 
 A classifier's target is a class score; inside a detector or segmentor the
-target is the mean activation of the backbone's last returned map. The
-backbone runs its plain formulation here (``fast_path = False``: the same
-function) because Grad-CAM hooks the target module's output and gradient,
-which the plain NCHW stages expose directly.
+target is the mean activation of the backbone's last returned map.
+Grad-CAM hooks the target stage's output and its gradient: an NCHW map in
+either formulation of the backbone, so the user's model is used as it is.
 """
 from typing import Optional
 
@@ -43,9 +42,6 @@ def cam_target_layers(model) -> list:
 
 
 def cam_model(model, task) -> nn.Module:
-    for m in model.modules():
-        if isinstance(m, MetaFormer):
-            m.fast_path = False  # hooks on the plain NCHW stage output
     return _Scores(model, task).eval()
 
 

@@ -34,8 +34,6 @@ from mmengine.config import Config, DictAction
 from mmengine.model import revert_sync_batchnorm
 from mmengine.registry import init_default_scope
 
-from mmpoolformer.models import MetaFormer
-
 
 class _Call(nn.Module):
     """Expose ``fn(x)`` as a module's forward, for tracing."""
@@ -71,12 +69,9 @@ def build_model(cfg: Config) -> nn.Module:
     if cfg.model.get('backbone') is not None:
         cfg.model.backbone.init_cfg = None  # no download
     models = importlib.import_module(f'{scope}.registry').MODELS
+    # the counter traces the model (torch.jit.trace), under which the
+    # backbones run their plain formulation: the paper's ops are counted
     model = revert_sync_batchnorm(models.build(cfg.model))
-    for m in model.modules():
-        # count the paper's formulation (the same function): the fast
-        # path's fused kernels are opaque to the op-level flop handles
-        if isinstance(m, MetaFormer):
-            m.fast_path = False
     return model.eval()
 
 

@@ -177,12 +177,6 @@ def measure(config, get_flops=None) -> dict:
         cfg = Config.fromfile(str(config if config.is_absolute()
                                   else ROOT / config))
     shape, part = flops_setting(cfg)
-    backbone = cfg.model.backbone
-    if str(backbone.get('type', '')).startswith('mmpoolformer.'):
-        # count the plain NCHW formulation: the fast path's fused oneDNN ops
-        # and autograd Functions escape fvcore's tracer (same function, same
-        # MACs)
-        backbone.fast_path = False
     torch.manual_seed(0)
     with _quiet(), torch.no_grad():
         model = get_flops.build_model(cfg)

@@ -1,3 +1,4 @@
+from .fast_blocks import convert_blocks
 from .metaformer import MetaFormer
 from .metaformer_baselines import (CAFormer, ConvFormer, IdentityFormer,
                                    PoolFormerV2, RandFormer)
@@ -6,5 +7,5 @@ from .riformer import RIFormer
 
 __all__ = [
     'MetaFormer', 'PoolFormer', 'PoolFormerV2', 'IdentityFormer', 'RandFormer',
-    'ConvFormer', 'CAFormer', 'RIFormer'
+    'ConvFormer', 'CAFormer', 'RIFormer', 'convert_blocks'
 ]

@@ -1,4 +1,5 @@
-"""Fused kernels of the fast path, on channels-last ``(B, H, W, C)`` maps.
+"""Fused kernels of the fast formulation, on channels-last ``(B, H, W, C)``
+maps, for eager mode (:mod:`.fast_blocks` calls them only there).
 
 Two autograd functions cover what dominates a MetaFormer block:
 
@@ -118,12 +119,22 @@ ACTIVATIONS = ('gelu', 'star_relu', 'relu')
 _ONEDNN_ACT = dict(gelu=('gelu', 'none'), relu=('relu', ''))
 
 
+def _onednn_linear_available() -> bool:
+    """oneDNN's fused linear (a private op, absent from some builds)."""
+    try:
+        return (torch.backends.mkldnn.is_available() and
+                hasattr(torch.ops.mkldnn, '_linear_pointwise') and
+                hasattr(torch.ops.mkldnn._linear_pointwise, 'binary'))
+    except (AttributeError, RuntimeError):
+        return False
+
+
+ONEDNN_LINEAR = _onednn_linear_available()
+
+
 def _use_onednn(x: Tensor) -> bool:
-    # under torch.compile, inductor picks and fuses its own GEMM kernels
-    return (x.device.type == 'cpu' and torch.backends.mkldnn.is_available()
-            and x.dtype in (torch.float32, torch.bfloat16)
-            and not torch.compiler.is_compiling()
-            and not torch.jit.is_tracing())
+    return (ONEDNN_LINEAR and x.device.type == 'cpu'
+            and x.dtype in (torch.float32, torch.bfloat16))
 
 
 def linear(x: Tensor, w: Tensor, b: Optional[Tensor],
@@ -247,30 +258,54 @@ class NormMlp(torch.autograd.Function):
                 None, None)
 
 
-def _normalised(y: Tensor, norm: Optional[str], eps: float) -> Tensor:
-    if norm == 'group':
-        return F.layer_norm(y, y.shape[1:], eps=eps)
+def _normalised(y: Tensor, norm: Optional[str], eps: float,
+                gamma: Optional[Tensor], beta: Optional[Tensor]) -> Tensor:
+    """The norm with its affine, in one pass over ``y`` after the
+    statistics (the affine costs nothing extra)."""
     if norm == 'layer':
-        return F.layer_norm(y, y.shape[-1:], eps=eps)
-    return y
+        return F.layer_norm(y, y.shape[-1:], gamma, beta, eps)
+    if norm != 'group':
+        return y
+    if gamma is None and beta is None:
+        return F.layer_norm(y, y.shape[1:], eps=eps)
+    var, mean = torch.var_mean(y.reshape(y.shape[0], -1), 1, correction=0)
+    scale = (var + eps).rsqrt()[:, None]                     # (B, 1)
+    shift = -mean[:, None] * scale
+    if gamma is not None:
+        scale = scale * gamma
+        shift = shift * gamma
+    if beta is not None:
+        shift = shift + beta
+    view = (y.shape[0], ) + (1, ) * (y.dim() - 2) + (-1, )
+    return torch.addcmul(shift.view(view), y, scale.expand(shift.shape).view(view))
 
 
 def norm_mlp(y: Tensor, w1: Tensor, b1: Optional[Tensor], w2: Tensor,
              b2: Optional[Tensor], act: str, act_params=(None, None),
              norm: Optional[str] = None, eps: float = 1e-5,
-             residual: Optional[Tensor] = None) -> Tensor:
-    """:class:`NormMlp` plus an optional ``residual`` added to its output.
+             residual: Optional[Tensor] = None,
+             norm_affine=(None, None)) -> Tensor:
+    """:class:`NormMlp` plus an optional ``residual`` added to its output;
+    ``norm_affine``: the norm's (gamma, beta), either may be None.
 
-    Without autograd (inference) it runs the same math as plain GEMMs with
-    the activation and the residual sum fused into them."""
+    With autograd the affine is folded into ``w1`` / ``b1`` from the live
+    Parameters (differentiably) at every call. Without autograd (inference)
+    it is applied in the normalisation pass instead, and the same math runs
+    as plain GEMMs with the activation and the residual sum fused into
+    them."""
     s, b = act_params
+    gamma, beta = norm_affine
     if torch.is_grad_enabled():
+        if beta is not None:
+            b1 = w1.mv(beta) if b1 is None else torch.addmv(b1, w1, beta)
+        if gamma is not None:
+            w1 = w1 * gamma
         add_input = residual is y
         out = NormMlp.apply(y, w1, b1, w2, b2, s, b, norm, eps, act,
                             add_input)
         return out if residual is None or add_input else out + residual
     shape = y.shape
-    x = _normalised(y, norm, eps).reshape(-1, shape[-1])
+    x = _normalised(y, norm, eps, gamma, beta).reshape(-1, shape[-1])
     if act == 'star_relu':
         # fc2(s * relu(h)**2 + b) = (s * W2) relu(h)**2 + (b2 + b * W2 1):
         # one in-place pass after a GEMM with the ReLU fused

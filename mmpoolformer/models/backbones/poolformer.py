@@ -6,7 +6,7 @@ norm"), a GELU MLP with bias and layer scale; no norm in the stem and the
 downsampling. The official layer scale starts at 1e-5 for S12/S24 and at
 1e-6 for the deeper S36/M36/M48.
 """
-from typing import Optional
+from typing import Optional, Union
 
 from mmpoolformer.registry import MODELS
 from .metaformer import MetaFormer
@@ -39,7 +39,7 @@ class PoolFormer(MetaFormer):
     }
     default_arch = 's12'
 
-    def __init__(self, arch='s12', pool_size: int = 3,
+    def __init__(self, arch: Union[str, dict] = 's12', pool_size: int = 3,
                  norm_cfg: Optional[dict] = None,
                  act_cfg: Optional[dict] = None, **kwargs):
         if isinstance(arch, dict) and 'token_mixers' in arch:

@@ -8,10 +8,12 @@ follows an affine norm, ``switch_to_deploy()`` folds it into that norm:
 ``beta' = beta (a - 1) + b``, so the deployed blocks have no token mixer;
 it then folds the remaining affines like every MetaFormer.
 """
+from typing import Union
+
 import torch
-import torch.nn as nn
 
 from mmpoolformer.registry import MODELS
+from .deploy import fold_affine_mixer
 from .metaformer import MetaFormer
 from .poolformer import PoolFormer
 
@@ -28,14 +30,21 @@ class RIFormer(MetaFormer):
                 for name, arch in PoolFormer.arch_zoo.items()}
     default_arch = 's12'
 
-    def __init__(self, arch='s12', deploy: bool = False, **kwargs):
+    def __init__(self, arch: Union[str, dict] = 's12', deploy: bool = False,
+                 **kwargs):
         super().__init__(arch, **kwargs)
+        mixers = {m['type'] for m in self.arch_settings['token_mixers']}
+        if mixers != {'Affine'}:
+            raise ValueError(
+                f'RIFormer mixes tokens by its affine mixer only (folded by '
+                f'switch_to_deploy), got {sorted(mixers)}; use '
+                f'type="mmpoolformer.MetaFormer" for other token mixers.')
         self.mixers_folded = False
         if deploy:
             self._fold_mixers()
 
     @torch.no_grad()
-    def _fold_mixers(self):
+    def _fold_mixers(self) -> None:
         """Fold every block's affine mixer into its first norm (in place):
         the structure of mmpretrain's deployed RIFormer checkpoints, which
         ``deploy=True`` builds."""
@@ -43,11 +52,6 @@ class RIFormer(MetaFormer):
             return
         for stage in self.stages:
             for block in stage.blocks:
-                a = block.token_mixer.affine.weight.reshape(-1) - 1
-                b = block.token_mixer.affine.bias
-                norm = block.norm1
-                norm.bias = nn.Parameter(norm.bias * a + b)
-                norm.weight = nn.Parameter(norm.weight * a)
-                block.token_mixer = nn.Identity()
+                fold_affine_mixer(block)
         self.mixers_folded = True
         self._freeze_stages()  # the new parameters of frozen stages too

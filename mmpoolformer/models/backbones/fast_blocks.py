@@ -1,0 +1,253 @@
+"""The fast formulation: fused channels-last twins of the block and the
+downsampling, swapped in by :func:`convert_blocks`.
+
+A twin is a subclass holding the very same submodules and Parameters (the
+state dict, hooks and ``isinstance`` checks do not change). In eager mode on
+CPU it runs the fused kernels of :mod:`.fused_ops` on channels-last maps:
+the pooling identity, norm affines and layer scales folded into the MLP
+GEMMs (recomputed from the live Parameters at every call: nothing is cached),
+activations recomputed in backward. Everywhere else -- under
+``torch.compile`` / ``torch.export`` (dynamo), ``torch.jit.trace``,
+``torch.fx``, on CUDA or any other device, for tensor subclasses -- it runs
+its plain parent's forward, so compilers, tracers and FLOP counters see the
+plain formulation's ordinary torch ops and the default model is never
+slower than the plain one where the oneDNN fusions do not apply.
+"""
+from typing import Optional
+
+import torch
+import torch.nn as nn
+from mmcv.cnn.bricks import DropPath
+
+from .blocks import MetaFormerBlock
+from .fused_ops import linear, norm_mlp, pool_mix, to_nchw, to_nhwc
+from .layers import Downsampling, StarReLU, matrix, norm_kind, scale_vector
+from .token_mixers import Affine, Attention, IdentityMixer, Pooling, SepConv
+
+Tensor = torch.Tensor
+
+
+def _is_compiling() -> bool:
+    check = getattr(torch.compiler, 'is_compiling', None)  # torch >= 2.3
+    if check is None:
+        check = torch._dynamo.is_compiling
+    return check()
+
+
+def _autocast_enabled(device_type: str) -> bool:
+    try:
+        return torch.is_autocast_enabled(device_type)  # torch >= 2.4
+    except TypeError:
+        return torch.is_autocast_cpu_enabled() if device_type == 'cpu' \
+            else torch.is_autocast_enabled()
+
+
+def fused_kernels_apply(x) -> bool:
+    """Whether the eager fused kernels run on ``x``: a plain CPU tensor,
+    outside compilers and tracers."""
+    if _is_compiling() or isinstance(x, torch.fx.Proxy) or \
+            torch.jit.is_tracing():
+        return False
+    return type(x) is torch.Tensor and x.device.type == 'cpu'
+
+
+# ----------------------------------------------------- channels-last pieces
+def norm_channels_last(norm: nn.Module, x: Tensor) -> Tensor:
+    """``norm`` applied to a (B, H, W, C) map or (B, N, C) tokens."""
+    kind = norm_kind(norm)
+    if kind == 'none':
+        return x
+    if kind == 'layer':
+        return torch.nn.functional.layer_norm(x, norm.normalized_shape,
+                                              norm.weight, norm.bias, norm.eps)
+    # GroupNorm and the BatchNorms keep a channels-last input channels-last
+    return to_nhwc(norm(to_nchw(x)))
+
+
+def _sep_conv(mixer: SepConv, x: Tensor) -> Tensor:
+    # 1x1 convolutions as GEMMs on (B*H*W, C), the depthwise one on a
+    # channels-last view: no layout change anywhere
+    shape = x.shape
+    x = x.reshape(-1, shape[-1])
+    w1, b1, act = matrix(mixer.pwconv1), mixer.pwconv1.bias, mixer.act1
+    if torch.is_grad_enabled():
+        x = act(torch.nn.functional.linear(x, w1, b1))
+    else:  # StarReLU in place after a GEMM with the ReLU fused
+        x = linear(x, w1, b1, 'relu').square_().mul_(act.scale).add_(act.bias)
+    x = to_nhwc(mixer.dwconv(to_nchw(x.reshape(*shape[:-1], -1))))
+    # oneDNN's matmul has no autograd: only without it
+    project = torch.nn.functional.linear if torch.is_grad_enabled() else linear
+    return project(x.reshape(-1, x.shape[-1]), matrix(mixer.pwconv2),
+                   mixer.pwconv2.bias).reshape(*shape[:-1], -1)
+
+
+def mixer_channels_last(mixer: nn.Module, x: Tensor) -> Tensor:
+    """A token mixer on a (B, H, W, C) map (or (B, N, C) tokens): its
+    channels-last formula where it has one, else its NCHW forward on a
+    channels-last view."""
+    if isinstance(mixer, (IdentityMixer, nn.Identity)):
+        return x
+    if isinstance(mixer, Affine):
+        return torch.addcmul(mixer.affine.bias, x,
+                             mixer.affine.weight.reshape(-1) - 1)
+    if isinstance(mixer, SepConv):
+        return _sep_conv(mixer, x)
+    if isinstance(mixer, Attention):
+        return mixer.attend(x.flatten(1, -2)).reshape(x.shape)
+    return to_nhwc(mixer(to_nchw(x)))
+
+
+def act_kind(act: nn.Module) -> Optional[str]:
+    """The activation's name in :func:`fused_ops.norm_mlp`, or None."""
+    if isinstance(act, StarReLU):
+        return 'star_relu'
+    if isinstance(act, nn.GELU) and act.approximate == 'none':
+        return 'gelu'
+    if isinstance(act, nn.ReLU):
+        return 'relu'
+    return None
+
+
+def _drops(drop_path: nn.Module) -> bool:
+    return isinstance(drop_path, DropPath) and drop_path.training and \
+        drop_path.drop_prob > 0
+
+
+def _keep(drop_path: nn.Module, x: Tensor) -> Optional[Tensor]:
+    """Per-sample factor of stochastic depth, drawn exactly as mmcv's
+    ``DropPath`` draws it (same RNG calls), or None when inactive."""
+    if not _drops(drop_path):
+        return None
+    keep_prob = 1 - drop_path.drop_prob
+    shape = (x.shape[0], ) + (1, ) * (x.ndim - 1)
+    noise = torch.rand(shape, dtype=x.dtype, device=x.device)
+    return (keep_prob + noise).floor_() / keep_prob
+
+
+# ------------------------------------------------------------ fused twins
+class FastMetaFormerBlock(MetaFormerBlock):
+    """:class:`MetaFormerBlock` computed by the fused channels-last formulas
+    in eager CPU mode (see the module docstring). Takes and returns what
+    the plain block does: NCHW maps (channels-last in memory) or tokens."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not fused_kernels_apply(x):
+            return super().forward(x)
+        if x.dim() == 3:  # (B, N, C) tokens already are channels-last
+            return self.forward_channels_last(x)
+        return to_nchw(self.forward_channels_last(to_nhwc(x)))
+
+    def forward_channels_last(self, x: Tensor) -> Tensor:
+        x = self._mixer_channels_last(x)
+        return self._mlp_channels_last(x) if self.has_mlp else x
+
+    def _mixer_channels_last(self, x: Tensor) -> Tensor:
+        ls, res = scale_vector(self.layer_scale1), scale_vector(self.res_scale1)
+        if isinstance(self.token_mixer, Pooling) and self.residual and \
+                norm_kind(self.norm1) == 'group':
+            if _autocast_enabled(x.device.type):
+                x = x.float()  # as the plain path's fp32 norm promotes it
+            # pool(GN(x)) - GN(x) == gamma / sigma * (pool(x) - x)
+            gamma = self.norm1.weight
+            k = x.new_ones(x.shape[-1]) if gamma is None else gamma
+            k = k if ls is None else k * ls
+            k = k.expand(x.shape[0], -1)
+            keep = _keep(self.drop_path, x)
+            if keep is not None:
+                k = k * keep.reshape(-1, 1)
+            return pool_mix(x, k, res, self.norm1.bias,
+                            self.token_mixer.pool_size, self.norm1.eps)
+        branch = mixer_channels_last(self.token_mixer,
+                                     norm_channels_last(self.norm1, x))
+        return self._residual(x, res, branch, ls)
+
+    def _residual(self, x, res, branch, ls):
+        if ls is not None:
+            branch = branch * ls
+        if not self.residual:
+            return branch
+        keep = _keep(self.drop_path, branch)
+        if keep is not None:
+            branch = branch * keep
+        return branch + (x if res is None else x * res)
+
+    def _scaled_fc2(self, ls: Optional[Tensor]):
+        """fc2 with the layer scale folded in, from the live Parameters
+        (differentiable; redone at every call, nothing is cached)."""
+        w2, b2 = matrix(self.mlp.fc2), self.mlp.fc2.bias
+        if ls is not None:
+            w2 = w2 * ls[:, None]
+            b2 = None if b2 is None else b2 * ls
+        return w2, b2
+
+    def _mlp_channels_last(self, y: Tensor) -> Tensor:
+        mlp = self.mlp
+        kind, act = norm_kind(self.norm2), act_kind(mlp.act)
+        ls, res = scale_vector(self.layer_scale2), scale_vector(self.res_scale2)
+        if kind is None or act is None or (self.training and mlp.drop.p > 0) \
+                or _autocast_enabled(y.device.type):
+            # autocast casts per op: the unfused ops keep its dtype policy
+            h = torch.nn.functional.linear(norm_channels_last(self.norm2, y),
+                                           matrix(mlp.fc1), mlp.fc1.bias)
+            branch = torch.nn.functional.linear(
+                mlp.drop(mlp.act(h)), matrix(mlp.fc2), mlp.fc2.bias)
+            return self._residual(y, res, mlp.drop(branch), ls)
+        w1, b1 = matrix(mlp.fc1), mlp.fc1.bias
+        w2, b2 = self._scaled_fc2(ls)
+        act_params = (mlp.act.scale, mlp.act.bias) if act == 'star_relu' \
+            else (None, None)
+        norm = None if kind == 'none' else kind
+        affine = (self.norm2.weight, self.norm2.bias) if norm else (None, None)
+        eps = getattr(self.norm2, 'eps', 0.)
+
+        def branch(residual=None):  # the layer scale is folded into w2
+            return norm_mlp(y, w1, b1, w2, b2, act, act_params, norm, eps,
+                            residual, affine)
+
+        if not self.residual:
+            return branch()
+        if not _drops(self.drop_path):
+            return branch(y if res is None else y * res)
+        return self._residual(y, res, branch(), None)
+
+
+class FastDownsampling(Downsampling):
+    """:class:`Downsampling` on channels-last maps in eager CPU mode: the
+    norm over C without a layout change, the convolution channels-last."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not fused_kernels_apply(x):
+            return super().forward(x)
+        x = to_nhwc(x)
+        if self.norm_first:
+            x = norm_channels_last(self.norm, x)
+        x = to_nhwc(self.conv(to_nchw(x)))
+        if not self.norm_first:
+            x = norm_channels_last(self.norm, x)
+        return to_nchw(x)
+
+
+FAST_TWINS = {MetaFormerBlock: FastMetaFormerBlock,
+              Downsampling: FastDownsampling}
+PLAIN_OF = {fast: plain for plain, fast in FAST_TWINS.items()}
+
+
+def _recast(module: nn.Module, cls: type) -> nn.Module:
+    """``module`` as an instance of its twin class ``cls``: the same
+    submodules, Parameters, buffers, hooks and attributes."""
+    twin = cls.__new__(cls)
+    twin.__dict__.update(module.__dict__)
+    return twin
+
+
+def convert_blocks(model: nn.Module, fast: bool) -> nn.Module:
+    """Swap every block and downsampling of ``model`` (in place) for its
+    fused twin (``fast=True``) or back to the plain class. The state dict
+    and the function do not change. Returns ``model``."""
+    table = FAST_TWINS if fast else PLAIN_OF
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            twin = table.get(type(child))
+            if twin is not None:
+                setattr(parent, name, _recast(child, twin))
+    return model
