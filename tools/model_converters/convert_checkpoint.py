@@ -15,12 +15,13 @@ must load into that backbone with no key left over (output norms may be
 absent: they are then trained from scratch). DST is
 ``{'state_dict': {'backbone.<key>': tensor}, 'meta': {...}}``, loadable with
 ``init_cfg=dict(type='Pretrained', checkpoint=DST)``. SRC is never
-overwritten, nor an existing DST without ``--force``. A progress bar over
+overwritten, nor an existing DST without ``--force``; DST appears only
+complete (written under a temporary name and renamed; one left by a killed
+run is removed by the next). A progress bar over
 the converted keys shows when stdout is a terminal (``--progress`` /
 ``--no-progress`` force it on / off), so logs and tests stay clean.
 """
 import argparse
-import os
 import os.path as osp
 import pickle
 import sys
@@ -36,6 +37,8 @@ from mmpoolformer.checkpoint import (FAMILIES, CheckpointMismatchError,
                                      fit_shapes, infer_families, stage_layout,
                                      target_shapes, unwrap_checkpoint)
 from mmpoolformer.utils import ToolError, exit_on_tool_error
+from mmpoolformer.utils.checkpoints import torch_file_problem
+from mmpoolformer.utils.io import atomic_output, remove_stale_partials
 
 
 def arch_names() -> dict:
@@ -86,13 +89,21 @@ def check_paths(src: str, dst: str, force: bool) -> None:
         raise ToolError(f'DST {dst} is a directory; give a file name.')
     if osp.exists(dst) and not force:
         raise ToolError(f'DST {dst} exists; pass --force to overwrite it.')
+    remove_stale_partials(osp.dirname(osp.abspath(dst)))
 
 
 def convert(src: str, dst: str, arch=None, progress: bool = False) -> dict:
+    problem = None if '://' in src else torch_file_problem(src)
+    if problem:
+        raise ToolError(f'cannot read {src} as a checkpoint: {problem}. '
+                        'Pass the .pth / .pth.tar file itself (a download '
+                        'saved as a web page looks like this).')
     try:
         checkpoint = CheckpointLoader.load_checkpoint(src, map_location='cpu')
-    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as err:
-        raise ToolError(f'cannot read {src} as a checkpoint: {err}') from None
+    except (OSError, RuntimeError, EOFError, KeyError, ValueError,
+            pickle.UnpicklingError) as err:
+        raise ToolError(f'cannot read {src} as a checkpoint: '
+                        f'{type(err).__name__}: {err}') from None
     try:
         state_dict = unwrap_checkpoint(checkpoint)
         fmt, converted = convert_to_mmpoolformer(state_dict)
@@ -126,15 +137,10 @@ def convert(src: str, dst: str, arch=None, progress: bool = False) -> dict:
                 mmpoolformer_version=mmpoolformer.__version__)
     if 'deploy' in kwargs:
         meta['deploy'] = kwargs['deploy']
-    # write next to DST and rename: an interrupted run leaves DST as it was
-    os.makedirs(osp.dirname(osp.abspath(dst)), exist_ok=True)
-    tmp = f'{dst}.{os.getpid()}.tmp'
-    try:
-        torch.save(dict(state_dict=out, meta=meta), tmp)
-        os.replace(tmp, dst)
-    finally:
-        if osp.exists(tmp):
-            os.remove(tmp)
+    # an interrupted run leaves DST as it was (and a partial file that the
+    # next run removes)
+    with atomic_output(dst) as partial:
+        torch.save(dict(state_dict=out, meta=meta), partial)
     return meta
 
 
