@@ -19,8 +19,9 @@ steps for local work dirs:
 
 Before the run it removes temporary files of killed runs and, when the
 Runner auto-resumes (``resume=True`` without ``load_from``, i.e.
-``tools/train.py --resume``), makes ``last_checkpoint`` name the newest
-*loadable* checkpoint of the work dir, saying which one it skipped and why.
+``tools/train.py --resume``), resumes from the newest *loadable* checkpoint
+of the work dir if the one ``last_checkpoint`` names is missing or damaged,
+saying which one it skipped and why.
 Other storage backends (``out_dir='s3://...'``) keep mmengine's behaviour.
 
 Registered as ``CheckpointHook`` too (see :func:`register_as_default`): a
@@ -32,6 +33,7 @@ default hooks name ``CheckpointHook`` as well). We chose this over asking
 users to edit their configs because a crash-safe save loses nothing the
 plain one offers: same arguments, same files, same message hub keys.
 """
+import logging
 import os.path as osp
 
 from mmengine.dist import is_main_process
@@ -64,31 +66,36 @@ class SafeCheckpointHook(CheckpointHook):
         """Point an auto-resume at the newest loadable checkpoint (this runs
         before the Runner's ``load_or_resume``)."""
         super().before_run(runner)
+        # mmengine has no public way to choose the checkpoint of an
+        # auto-resume; setting ``_load_from`` on every rank makes each one
+        # resume from the same file (rewriting last_checkpoint on rank 0
+        # would race with the other ranks reading it)
         if not (getattr(runner, '_resume', False)
-                and getattr(runner, '_load_from', None) is None
-                and is_main_process()):
+                and getattr(runner, '_load_from', None) is None):
             return
         work_dir = runner.work_dir
-        for path in remove_stale_partials(work_dir):
-            print_log(f'Removed {path}, a partial checkpoint of a run killed '
-                      'while saving.', logger='current')
+        if is_main_process():
+            for path in remove_stale_partials(work_dir):
+                print_log(f'Removed {path}, a partial checkpoint of a run '
+                          'killed while saving.', logger='current')
         named = read_last_checkpoint(work_dir)
+        if named is not None and '://' in named:
+            return  # a remote out_dir: mmengine's own resume
         good, rejected = newest_loadable_checkpoint(work_dir, named)
         for path, reason in rejected:
             print_log(f'Not resuming from {path}: {reason}.',
-                      logger='current', level=30)
+                      logger='current', level=logging.WARNING)
         if good is None:
             if rejected:
                 print_log(f'No loadable checkpoint in {work_dir}: training '
                           'starts from the beginning.', logger='current',
-                          level=30)
+                          level=logging.WARNING)
             return
         if good != named:
             print_log(f'Resuming from {good}, the newest loadable checkpoint'
                       f' (last_checkpoint named {named or "nothing"}).',
-                      logger='current', level=30)
-            write_bytes_atomic(osp.join(work_dir, 'last_checkpoint'),
-                               good.encode())
+                      logger='current', level=logging.WARNING)
+            runner._load_from = good
 
     def _save_checkpoint_with_step(self, runner, step, meta):
         if not self._is_local():
@@ -112,7 +119,8 @@ class SafeCheckpointHook(CheckpointHook):
             self.out_dir, osp.basename(partial), self.file_client_args,
             save_optimizer=self.save_optimizer,
             save_param_scheduler=self.save_param_scheduler, meta=meta,
-            by_epoch=self.by_epoch, backend_args=self.backend_args)
+            by_epoch=self.by_epoch, backend_args=self.backend_args,
+            **self.args)
         if not is_main_process():
             return
         commit_partial(partial, self.last_ckpt)
