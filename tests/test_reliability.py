@@ -332,3 +332,13 @@ def test_full_data_check_decodes(tmp_path):
     path.write_bytes(bytes(data))
     assert image_problem(str(path)) is None
     assert image_problem(str(path), decode=True) == 'undecodable'
+
+
+def test_plot_curves_never_replaces_without_force(tmp_path):
+    out = tmp_path / 'curves.png'
+    out.write_bytes(b'my figure')
+    plot = load_tool('analysis_tools/plot_curves.py')
+    message = tool_error(plot, tmp_path / 'no_run', '--out', out,
+                         prog='plot_curves.py')
+    assert f'--out {out} exists; pass --force' in message
+    assert out.read_bytes() == b'my figure'
