@@ -342,3 +342,17 @@ def test_plot_curves_never_replaces_without_force(tmp_path):
                          prog='plot_curves.py')
     assert f'--out {out} exists; pass --force' in message
     assert out.read_bytes() == b'my figure'
+
+
+def test_converter_names_a_file_that_is_no_checkpoint(tmp_path):
+    """A text file (here starting with 'e', pickle opcode 101) once ended in
+    a bare ``KeyError: 101``."""
+    src = tmp_path / 'poolformer_s12.pth'
+    src.write_text('epoch 12: loss 0.31, top-1 77.2\n')
+    convert = load_tool('model_converters/convert_checkpoint.py')
+    message = tool_error(convert, src, tmp_path / 'out.pth',
+                         prog='convert_checkpoint.py')
+    assert f'cannot read {src} as a checkpoint: it is not a PyTorch ' \
+        "checkpoint (neither a zip archive nor a pickle; it starts with " \
+        "b'epoch 12: lo')" in message
+    assert sorted(p.name for p in tmp_path.iterdir()) == [src.name]
