@@ -108,6 +108,7 @@ def coco_args(root, work_dir):
             f'val_evaluator.ann_file={root}/annotations/instances_val2017.json',
             'train_dataloader.num_workers=0',
             'train_dataloader.persistent_workers=False',
+            'train_cfg.max_epochs=1',  # a check that fails would train
             *[f'{loader}.dataset.metainfo.classes=(square,circle,triangle)'
               for loader in ('train_dataloader', 'val_dataloader')]]
 

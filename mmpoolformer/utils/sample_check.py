@@ -229,9 +229,13 @@ def check_coco(key, ds, scope, filter_empty):
 def dataset_files(ds, scope):
     """Image (and segmentation map) paths of a built dataset."""
     import importlib
-    registry = importlib.import_module(f'{scope}.registry').DATASETS
+
+    from mmengine.registry import DefaultScope
+
     from .data_check import dataset_errors
-    with dataset_errors():
+    registry = importlib.import_module(f'{scope}.registry').DATASETS
+    # the pipeline's transforms resolve in the default scope
+    with DefaultScope.overwrite_default_scope(scope), dataset_errors():
         dataset = registry.build(dict(ds, lazy_init=False))
     paths = []
     for i in range(len(dataset)):
