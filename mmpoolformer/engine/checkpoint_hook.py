@@ -120,7 +120,7 @@ class SafeCheckpointHook(CheckpointHook):
             save_optimizer=self.save_optimizer,
             save_param_scheduler=self.save_param_scheduler, meta=meta,
             by_epoch=self.by_epoch, backend_args=self.backend_args,
-            **self.args)
+            **getattr(self, 'args', {}))
         if not is_main_process():
             return
         commit_partial(partial, self.last_ckpt)
