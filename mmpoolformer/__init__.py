@@ -22,10 +22,17 @@ from . import models  # noqa: F401,E402  (registers the backbones)
 def register_all_modules() -> None:
     """Register our backbones in the mmdet / mmseg registries, let
     mmengine's checkpoint loader read Runner checkpoints under torch>=2.6 and
-    ``mmseg::`` base configs resolve on the onedl fork. Idempotent."""
+    ``mmseg::`` base configs resolve on the onedl fork; make
+    ``CheckpointHook`` the crash-safe one and share our transforms with the
+    mmdet / mmseg / mmpretrain scopes. Idempotent."""
     resolve_base_config_packages()
     register_mmengine_safe_globals()
     share_with_scopes()
+    from .engine import register_as_default
+    register_as_default()
+    from .datasets import loading  # noqa: F401  (registers LoadImageOrSkip)
+    from .registry import share_transforms_with_scopes
+    share_transforms_with_scopes()
 
 
 register_all_modules()

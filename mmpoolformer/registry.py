@@ -43,3 +43,35 @@ def share_with_scopes(scopes=SHARED_SCOPES):
         for name, cls in MODELS.module_dict.items():
             if name not in target.module_dict:
                 target.register_module(name=name, module=cls)
+
+
+# Hooks and data transforms of ours (additions of issue 12). Our classes
+# are registered here; mmpoolformer/__init__ adds them where configs look.
+from mmengine.registry import HOOKS as MMENGINE_HOOKS  # noqa: E402
+from mmengine.registry import TRANSFORMS as MMENGINE_TRANSFORMS  # noqa: E402
+
+HOOKS = Registry('hook', parent=MMENGINE_HOOKS, scope='mmpoolformer',
+                 locations=['mmpoolformer.engine'])
+TRANSFORMS = Registry('transform', parent=MMENGINE_TRANSFORMS,
+                      scope='mmpoolformer',
+                      locations=['mmpoolformer.datasets'])
+
+#: scopes whose pipelines may name our transforms without a prefix
+TRANSFORM_SCOPES = ('mmdet', 'mmseg', 'mmpretrain')
+
+
+def share_transforms_with_scopes(scopes=TRANSFORM_SCOPES):
+    """Register our transforms in the ``TRANSFORMS`` of installed ``scopes``
+    (a name the scope already uses keeps its own class)."""
+    for scope in scopes:
+        if importlib.util.find_spec(scope) is None:
+            continue
+        try:
+            target = importlib.import_module(f'{scope}.registry').TRANSFORMS
+        except Exception as exc:
+            warnings.warn(f'mmpoolformer: cannot share transforms with '
+                          f'{scope}: {exc}')
+            continue
+        for name, cls in TRANSFORMS.module_dict.items():
+            if name not in target.module_dict:
+                target.register_module(name=name, module=cls)

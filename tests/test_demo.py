@@ -26,3 +26,33 @@ def test_demo_runs_and_reports_both_figures(task, metric, tmp_path):
     png = cv2.imread(str(tmp_path / task / 'predictions.png'))
     assert png is not None and png.shape[0] >= 64 and png.std() > 1
     assert (tmp_path / task / 'iter_6.pth').is_file()
+
+
+@pytest.mark.parametrize('iters', ['0', '-3', 'ten'])
+def test_demo_refuses_a_bad_iteration_count(iters, capsys):
+    from helpers import load_tool
+    demo = load_tool('demo.py')
+    with pytest.raises(SystemExit) as info:
+        demo.parse_args(['--iters', iters])
+    assert info.value.code == 2  # argparse: usage error
+    assert f"argument --iters: {iters!r} is not a whole number >= 1" in \
+        capsys.readouterr().err
+
+
+@pytest.mark.parametrize('iters', [1, 2, 4, 5, 300])
+def test_demo_schedule_is_valid_for_any_length(iters, tmp_path):
+    """--iters 1..4 once gave a LinearLR with end=0 (ValueError); every
+    length must build schedulers that cover exactly ``iters`` steps."""
+    import torch
+    from mmengine.optim import build_optim_wrapper
+    from mmengine.registry import PARAM_SCHEDULERS
+    from helpers import load_tool
+    demo = load_tool('demo.py')
+    cfg = demo.common_overrides(str(tmp_path), iters)
+    model = torch.nn.Linear(2, 2)
+    wrapper = build_optim_wrapper(model, {
+        k: v for k, v in cfg['optim_wrapper'].items() if k != '_delete_'})
+    schedulers = [PARAM_SCHEDULERS.build(dict(s, optimizer=wrapper))
+                  for s in cfg['param_scheduler']]
+    assert schedulers[0].begin == 0 and schedulers[-1].end == iters
+    assert all(s.begin < s.end for s in schedulers)

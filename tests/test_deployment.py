@@ -194,3 +194,24 @@ def test_cli_bad_input(tmp_path):
     with pytest.raises(ToolError, match='does not exist'):
         ort_session(str(tmp_path / 'missing.onnx'))
 
+
+
+def test_cli_replaces_a_file_only_with_force_and_after_verification(
+        tmp_path):
+    """An existing --out (here not even an ONNX file) is refused without
+    --force; with --force, an export failing its check leaves it as it was;
+    one passing the check replaces it. No temporary file stays behind."""
+    config = tiny_classifier_config(tmp_path)
+    out = tmp_path / 'model.onnx'
+    out.write_bytes(b'my notes, saved under an unlucky name')
+    args = [config, '--out', out, '--shape', '64', '--runs', '0',
+            '--verify-shapes', '1x64x64']
+    assert f'--out {out} exists; pass --force' in fails(*args)
+    message = fails(*args, '--force', '--atol', '-1')
+    assert 'differs from PyTorch by more than --atol -1' in message
+    assert f'{out} is left as it was' in message
+    assert out.read_bytes() == b'my notes, saved under an unlucky name'
+    result = tool.main([str(a) for a in args] + ['--force'])
+    assert result['out'] == str(out) and 'Conv' in op_types(out)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        'model.onnx', 'tiny_cls.py']

@@ -145,7 +145,7 @@ def test_two_runs_overlaid_by_epoch_and_iteration(runs, tmp_path):
     assert list(lines_by_label(acc_ax)['lr 0.1'].get_xdata()) == [1, 2]
 
     fig = tool.main([str(runs['a']), str(runs['b']), '--keys',
-                     'accuracy/top1', '--out', str(out)])
+                     'accuracy/top1', '--out', str(out), '--force'])
     ax, = [ax for ax in fig.axes if ax.get_visible()]
     # validation after epoch e is at iteration e * 5; default labels
     line = lines_by_label(ax)['run_a']

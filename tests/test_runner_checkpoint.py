@@ -105,3 +105,24 @@ def test_runner_checkpoint_resumes_and_tests(tmp_path):
                                   load_from=str(work_dir / 'iter_4.pth')))
     metrics = tester.test()
     assert 0.0 <= metrics['accuracy/top1'] <= 100.0
+
+
+def test_a_users_runner_gets_the_crash_safe_checkpoint_hook(tmp_path):
+    """A config of the user's, run by mmengine's Runner directly, with
+    mmengine's ``CheckpointHook`` by name: importing mmpoolformer (its
+    ``custom_imports``) makes that the crash-safe hook, same options."""
+    from mmpoolformer.engine import SafeCheckpointHook
+    write_image_folder(tmp_path / 'data')
+    work_dir = tmp_path / 'work'
+    cfg = classifier_cfg(tmp_path / 'data', work_dir, 4)
+    cfg['custom_imports'] = dict(imports=['mmpoolformer'])
+    cfg['default_hooks']['checkpoint']['max_keep_ckpts'] = 1
+    runner = Runner.from_cfg(cfg)
+    hooks = [h for h in runner.hooks if type(h).__name__.endswith(
+        'CheckpointHook')]
+    assert len(hooks) == 1 and isinstance(hooks[0], SafeCheckpointHook)
+    runner.train()
+    assert sorted(p.name for p in work_dir.glob('*.pth')) == ['iter_4.pth']
+    assert (work_dir / 'last_checkpoint').read_text() == \
+        str(work_dir / 'iter_4.pth')
+    assert not [p for p in work_dir.iterdir() if 'partial' in p.name]

@@ -107,7 +107,10 @@ def coco_args(root, work_dir):
             f'val_dataloader.dataset.data_root={root}/',
             f'val_evaluator.ann_file={root}/annotations/instances_val2017.json',
             'train_dataloader.num_workers=0',
-            'train_dataloader.persistent_workers=False']
+            'train_dataloader.persistent_workers=False',
+            'train_cfg.max_epochs=1',  # a check that fails would train
+            *[f'{loader}.dataset.metainfo.classes=(square,circle,triangle)'
+              for loader in ('train_dataloader', 'val_dataloader')]]
 
 
 @pytest.fixture
@@ -214,3 +217,120 @@ def test_non_openmmlab_scope(tmp_path):
     config = tmp_path / 'plain.py'
     config.write_text("default_scope = 'mmengine'\n")
     assert "default_scope='mmengine'" in fails(train, config)
+
+
+# ------------------------------------------- issue 12: nothing overwritten
+def test_keeps_a_user_file_named_like_the_config(coco, tmp_path):
+    """No checkpoints, no run logs: the work dir's <config name>.py is the
+    user's, not a dump of an earlier run."""
+    work = tmp_path / 'work'
+    work.mkdir()
+    mine = work / CONFIGS['det'].name
+    mine.write_text('# my own edited copy\n')
+    message = fails(train, *coco_args(coco, work))
+    assert f'holds a file {mine.name} that no earlier run wrote' in message
+    assert 'Move the file, or choose another --work-dir' in message
+    assert mine.read_text() == '# my own edited copy\n'
+    assert [p.name for p in work.iterdir()] == [mine.name]
+
+
+def test_test_out_is_never_replaced_without_force(tmp_path):
+    out = tmp_path / 'preds.pkl'
+    out.write_bytes(b'my earlier predictions')
+    ckpt = tmp_path / 'model.pth'
+    ckpt.write_bytes(b'')
+    message = fails(test, CONFIGS['cls'], ckpt, '--out', out)
+    assert f'--out {out} exists; pass --force' in message
+    assert out.read_bytes() == b'my earlier predictions'
+
+
+# ------------------------------------ issue 12: data checked before a run
+def edit_json(path, change):
+    content = json.loads(path.read_text())
+    change(content)
+    path.write_text(json.dumps(content))
+
+
+def test_class_names_must_equal_the_categories(coco, tmp_path):
+    ann = coco / 'annotations' / 'instances_train2017.json'
+
+    def capitalise(content):
+        content['categories'][0]['name'] = 'Square'
+    edit_json(ann, capitalise)
+    message = fails(train, *coco_args(coco, tmp_path / 'work'),
+                    prog='train.py')
+    assert f'1 class name(s) of train_dataloader.dataset.metainfo.classes ' \
+        f'are no category of {ann}' in message
+    assert "'square' (the file has 'Square')" in message
+    assert "Its categories are 'Square', 'circle', 'triangle'" in message
+    assert not (tmp_path / 'work').exists()
+
+
+def test_missing_and_empty_images_are_named(coco, tmp_path):
+    (coco / 'train2017' / '000001.png').unlink()
+    (coco / 'train2017' / '000002.png').write_bytes(b'')
+    message = fails(train, *coco_args(coco, tmp_path / 'work'))
+    assert 'image(s) of train_dataloader.dataset are listed by the ' \
+        f'annotations but do not exist:\n    {coco}/train2017/000001.png' \
+        in message
+    assert f'are empty (0 bytes):\n    {coco}/train2017/000002.png' in message
+    assert '--skip-data-check' in message
+    assert not (tmp_path / 'work').exists()
+
+
+def test_dropped_annotations_are_counted(coco):
+    """Boxes with w or h <= 0 and unknown category ids: counted, named and
+    logged; the run may go on."""
+    from mmengine.config import Config
+    from mmpoolformer.utils import check_samples
+    ann = coco / 'annotations' / 'instances_train2017.json'
+
+    def damage(content):
+        content['annotations'][0]['bbox'][2] = 0
+        content['annotations'][1]['category_id'] = 99
+    edit_json(ann, damage)
+    cfg = Config.fromfile(str(CONFIGS['det']))
+    cfg.merge_from_dict({'train_dataloader.dataset.data_root': f'{coco}/',
+                         'train_dataloader.dataset.metainfo.classes':
+                         ('square', 'circle', 'triangle')})
+    warnings = '\n'.join(check_samples(cfg, ['train_dataloader']))
+    assert f'1 annotation(s) in {ann} name a category_id its "categories" ' \
+        'do not define' in warnings
+    assert f'1 box(es) in {ann} have a width or height <= 0' in warnings
+    assert f'{coco}/train2017/00000' in warnings
+
+
+def test_a_dataset_without_usable_samples_is_refused(coco, tmp_path):
+    ann = coco / 'annotations' / 'instances_train2017.json'
+
+    def flatten(content):
+        for a in content['annotations']:
+            a['bbox'][3] = 0
+    edit_json(ann, flatten)
+    message = fails(train, *coco_args(coco, tmp_path / 'work'))
+    assert f'CocoDataset found no usable samples in {ann} (no image with a ' \
+        'usable box' in message
+
+
+# ------------------------------------ issue 12: config caught at build time
+def test_neck_channels_must_match_the_backbone(coco, tmp_path):
+    message = fails(train, *coco_args(coco, tmp_path / 'work'),
+                    'model.neck.in_channels=[64,128,320]', prog='train.py')
+    assert 'model.neck.in_channels [64, 128, 320] do not match the ' \
+        'channels [128, 320, 512] of the maps the backbone returns ' \
+        '(out_indices (1, 2, 3))' in message
+    assert 'set model.neck.in_channels=[128, 320, 512]' in message
+    assert not (tmp_path / 'work').exists()
+
+
+def test_unknown_cfg_options_name_the_nearest_key():
+    from mmengine.config import Config
+    from mmpoolformer.utils.runner import warn_unknown_options
+    cfg = Config.fromfile(str(CONFIGS['det']))
+    warnings = warn_unknown_options(
+        cfg, {'train_dataloder.batch_size': 4, 'optim_wrapper.type': 'X',
+              'resume': True})
+    assert warnings == [
+        "--cfg-options train_dataloder.batch_size: the config has no key "
+        "'train_dataloder' and the Runner does not read one, so this option "
+        "has no effect; did you mean 'train_dataloader'?"]

@@ -105,3 +105,78 @@ def test_clear_errors(tmp_path, image):
     with pytest.raises(SystemExit, match='does not exist'):
         tool('tools/visualization/vis_cam.py').main(
             [image, str(tmp_path / 'missing.py'), 'none'])
+
+
+# ------------------------------------------ issue 12: the user's files stay
+def digest(folder):
+    return {p.name: p.read_bytes() for p in Path(folder).iterdir()}
+
+
+@pytest.fixture(scope='module')
+def classifier(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp('cls')
+    cfg = tiny_config(tmp, 'poolformer_s12_in1k.py')
+    return cfg, checkpoint_of(cfg, tmp)
+
+
+def test_image_demo_refuses_to_write_among_its_inputs(tmp_path, image,
+                                                      classifier):
+    photos = tmp_path / 'photos'
+    photos.mkdir()
+    img = cv2.imread(image)
+    cv2.imwrite(str(photos / 'x.png'), img)
+    before = digest(photos)
+    demo = tool('tools/demo/image_demo.py')
+    with pytest.raises(SystemExit, match='holds the input images'):
+        demo.main([str(photos), *classifier, '--out-dir', str(photos)])
+    with pytest.raises(SystemExit, match='holds the input images'):
+        demo.main([str(photos / 'x.png'), *classifier, '--out-dir',
+                   f'{photos}/.'])
+    assert digest(photos) == before
+
+    out = tmp_path / 'out'
+    out.mkdir()
+    (out / 'x.png').write_bytes(b'my own drawing')
+    with pytest.raises(SystemExit, match=r'1 drawing\(s\) exist in --out-dir'):
+        demo.main([str(photos), *classifier, '--out-dir', str(out)])
+    assert (out / 'x.png').read_bytes() == b'my own drawing'
+    demo.main([str(photos), *classifier, '--out-dir', str(out), '--force'])
+    assert read_png(out / 'x.png').shape[:2] == (96, 128)
+
+
+def test_image_demo_unique_names_and_unreadable_images(tmp_path, image,
+                                                       classifier):
+    photos = tmp_path / 'photos'
+    photos.mkdir()
+    img = cv2.imread(image)
+    cv2.imwrite(str(photos / 'x.png'), img)
+    cv2.imwrite(str(photos / 'x.jpg'), img[:64])  # another picture, same stem
+    (photos / 'empty.png').write_bytes(b'')
+    (photos / 'notes.jpg').write_text('not an image')
+    before = digest(photos)
+    demo = tool('tools/demo/image_demo.py')
+    out = tmp_path / 'out'
+    with pytest.raises(SystemExit) as info:
+        demo.main([str(photos), *classifier, '--out-dir', str(out)])
+    message = info.value.code
+    assert message.startswith('image_demo.py: error: 2 of 4 images could not '
+                              'be read and were skipped')
+    assert str(photos / 'empty.png') in message
+    assert str(photos / 'notes.jpg') in message
+    assert sorted(p.name for p in out.iterdir()) == ['x_jpg.png', 'x_png.png']
+    assert read_png(out / 'x_jpg.png').shape[:2] == (64, 128)
+    assert read_png(out / 'x_png.png').shape[:2] == (96, 128)
+    assert digest(photos) == before
+
+
+def test_vis_cam_never_replaces_without_force(tmp_path, image, classifier):
+    out = tmp_path / 'cam.png'
+    out.write_bytes(b'my figure')
+    vis = tool('tools/visualization/vis_cam.py')
+    with pytest.raises(SystemExit, match='exists; pass --force'):
+        vis.main([image, *classifier, '--size', '64', '--out', str(out)])
+    assert out.read_bytes() == b'my figure'
+    vis.main([image, *classifier, '--size', '64', '--out', str(out),
+              '--force'])
+    assert read_png(out).shape[1] == 2 * 64
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['cam.png']

@@ -28,6 +28,7 @@ from mmpoolformer import register_all_modules
 from mmpoolformer.datasets import (SEG_CLASSES, SHAPE_CLASSES,
                                    write_ade_shapes, write_coco_shapes)
 from mmpoolformer.utils.data_check import leaf_datasets
+from mmpoolformer.utils.io import write_image_atomic
 from mmpoolformer.visualization import draw_prediction
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,12 +47,24 @@ def parse_args(argv=None):
                         '(default: the PoolFormer-S12 one)')
     parser.add_argument('--work-dir', default='work_dirs/demo',
                         help='where data, logs, checkpoints and the PNG go')
-    parser.add_argument('--iters', type=int, default=None,
-                        help='training iterations (default: 300)')
+    parser.add_argument('--iters', type=positive_int, default=300,
+                        help='training iterations, >= 1 (default: 300)')
     parser.add_argument('--image-size', type=int, default=128)
     parser.add_argument('--num-train', type=int, default=160)
     parser.add_argument('--num-val', type=int, default=32)
     return parser.parse_args(argv)
+
+
+def positive_int(text):
+    """An argparse type: an integer >= 1 (argparse names the flag)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(
+            f'{text!r} is not a whole number >= 1')
+    return value
 
 
 def set_in_pipeline(pipeline, type_name, **values):
@@ -87,7 +100,8 @@ def det_overrides(cfg, data_root, size, iters):
         'model.bbox_head.num_classes': len(SHAPE_CLASSES),
         'model.backbone.init_cfg': 'None (from scratch: no download here)',
         'train_dataloader.batch_size': 8,
-        'schedule': f'{iters} iterations, linear warm-up, cosine to 0',
+        'schedule': f'{iters} iterations, '
+                    + 'linear warm-up, ' * (iters >= 5) + 'cosine to 0',
         'optimizer': 'AdamW lr 1e-3 (config: 1e-4 for fine-tuning at batch 16)',
     }, dict(
         model=dict(bbox_head=dict(num_classes=len(SHAPE_CLASSES)),
@@ -125,7 +139,8 @@ def seg_overrides(cfg, data_root, size, iters):
         'model.decode_head.num_classes': len(classes),
         'model.backbone.init_cfg': 'None (from scratch: no download here)',
         'train_dataloader.batch_size': 8,
-        'schedule': f'{iters} iterations, linear warm-up, cosine to 0',
+        'schedule': f'{iters} iterations, '
+                    + 'linear warm-up, ' * (iters >= 5) + 'cosine to 0',
         'optimizer': 'AdamW lr 1e-3 (config: 2e-4 for fine-tuning at batch 32)',
     }, dict(
         model=dict(decode_head=dict(num_classes=len(classes)),
@@ -136,7 +151,9 @@ def seg_overrides(cfg, data_root, size, iters):
 
 def common_overrides(work_dir, iters):
     """Iteration-based short schedule, single-process CPU friendly."""
-    warmup = min(50, iters // 5)
+    warmup = min(50, iters // 5)  # none for runs under 5 iterations
+    warmup_lr = [dict(type='LinearLR', start_factor=0.01, by_epoch=False,
+                      begin=0, end=warmup)] if warmup else []
     loader = dict(num_workers=1, persistent_workers=False)
     return dict(
         work_dir=work_dir,
@@ -148,9 +165,7 @@ def common_overrides(work_dir, iters):
                            optimizer=dict(type='AdamW', lr=1e-3,
                                           weight_decay=1e-4),
                            clip_grad=dict(max_norm=5.0)),
-        param_scheduler=[
-            dict(type='LinearLR', start_factor=0.01, by_epoch=False,
-                 begin=0, end=warmup),
+        param_scheduler=warmup_lr + [
             dict(type='CosineAnnealingLR', T_max=iters - warmup, eta_min=0.,
                  by_epoch=False, begin=warmup, end=iters)],
         default_hooks=dict(
@@ -198,7 +213,8 @@ def draw_predictions(runner, task, out_file, num_images=4, factor=3):
     height = max(p.shape[0] for p in panels)
     panels = [cv2.resize(p, (p.shape[1] * height // p.shape[0], height))
               for p in panels]
-    cv2.imwrite(out_file, np.concatenate(panels, 1)[..., ::-1])
+    write_image_atomic(out_file, np.ascontiguousarray(
+        np.concatenate(panels, 1)[..., ::-1]))
 
 
 class EvaluateBeforeTraining(Hook):
@@ -217,7 +233,7 @@ def main(argv=None):
     args = parse_args(argv)
     register_all_modules()
     task = TASKS[args.task]
-    iters = args.iters or {'det': 300, 'seg': 300}[args.task]
+    iters = args.iters
     work_dir = osp.abspath(osp.join(args.work_dir, args.task))
     data_root = osp.abspath(osp.join(
         args.work_dir, 'data', 'coco' if args.task == 'det'

@@ -1,14 +1,24 @@
 """Test (and evaluate) a checkpoint of a detection (mmdet), segmentation
 (mmseg) or classification (mmpretrain) config; its ``default_scope``
-decides. Flags as mmdet's tools/test.py."""
+decides. Flags as mmdet's tools/test.py.
+
+The data (paths, class names, every image) and the neck are checked before
+the Runner starts; ``--out`` never replaces an existing file without
+``--force`` and appears only complete."""
 import argparse
 import os.path as osp
 
+from mmengine.dist import is_main_process
+
+from mmpoolformer import register_all_modules
 from mmpoolformer.utils import (add_common_args, add_dump_metric,
                                 apply_test_args, build_runner, check_datasets,
+                                check_neck_channels, check_samples,
                                 check_work_dir, dataset_errors,
-                                distributed_teardown, exit_on_tool_error, load_config, parse_args,
-                                prepare_distributed)
+                                distributed_teardown, exit_on_tool_error,
+                                load_config, parse_args, prepare_distributed)
+from mmpoolformer.utils.io import (check_output_path, commit_partial,
+                                   partial_name)
 
 
 def build_parser():
@@ -17,6 +27,8 @@ def build_parser():
     parser.add_argument('checkpoint', help='checkpoint file')
     parser.add_argument('--out', help='dump the predictions to this pickle '
                         'file (*.pkl) for offline evaluation')
+    parser.add_argument('--force', action='store_true',
+                        help='replace an existing --out file')
     parser.add_argument(
         '--show-dir', help='draw the predictions: mmdet into '
         '<work_dir>/<timestamp>/<show_dir>, mmseg into '
@@ -28,15 +40,27 @@ def build_parser():
 def main(argv=None):
     """Returns the metrics (a dict)."""
     args = parse_args(build_parser(), argv)
+    register_all_modules()
     with exit_on_tool_error(osp.basename(__file__)):
         cfg = apply_test_args(load_config(args), args)
+        if args.out is not None:
+            check_output_path(args.out, args.force)
         check_work_dir(cfg, args.config, train=False)
         check_datasets(cfg, ['test_dataloader'], ['test_evaluator'])
+        check_neck_channels(cfg)
+        if not args.skip_data_check:
+            check_samples(cfg, ['test_dataloader'],
+                          decode=args.full_data_check)
         runner = build_runner(prepare_distributed(cfg))
         with distributed_teardown(), dataset_errors():
-            if args.out is not None:
-                add_dump_metric(runner, args.out)  # builds the test loop
-            return runner.test()
+            if args.out is None:
+                return runner.test()
+            partial = partial_name(args.out)  # rank 0 dumps to it
+            add_dump_metric(runner, partial)  # builds the test loop
+            metrics = runner.test()
+            if is_main_process():
+                commit_partial(partial, args.out)
+            return metrics
 
 
 if __name__ == '__main__':

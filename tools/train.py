@@ -1,14 +1,22 @@
 """Train a detection (mmdet), segmentation (mmseg) or classification
 (mmpretrain) config; its ``default_scope`` decides. Flags as mmdet's
-tools/train.py."""
+tools/train.py.
+
+Before the Runner starts it checks what would otherwise fail later: the
+data (paths, class names, boxes, every image; ``--skip-data-check`` skips
+the sample check), the neck against the backbone, a damaged ``--resume``
+checkpoint, a work dir holding files the run would overwrite."""
 import argparse
 import os.path as osp
 
+from mmpoolformer import register_all_modules
 from mmpoolformer.utils import (add_common_args, apply_train_args,
-                                build_runner, check_datasets, check_work_dir,
-                                dataset_errors, distributed_teardown,
-                                exit_on_tool_error, load_config, parse_args,
-                                prepare_distributed)
+                                build_runner, check_datasets,
+                                check_neck_channels, check_samples,
+                                check_work_dir, dataset_errors,
+                                distributed_teardown, exit_on_tool_error,
+                                load_config, parse_args, prepare_distributed,
+                                skip_unreadable_training_images)
 
 
 def build_parser():
@@ -22,20 +30,24 @@ def build_parser():
     parser.add_argument(
         '--resume', nargs='?', type=str, const='auto',
         help='resume from this checkpoint, or without a value from the '
-        'latest checkpoint in the work dir')
+        'newest loadable checkpoint in the work dir')
     return add_common_args(parser)
 
 
 def main(argv=None):
     args = parse_args(build_parser(), argv)
+    register_all_modules()
     with exit_on_tool_error(osp.basename(__file__)):
         cfg = apply_train_args(load_config(args), args)
         check_work_dir(cfg, args.config, train=True)
         validates = cfg.get('val_cfg') is not None and \
             cfg.get('val_dataloader') is not None
-        check_datasets(
-            cfg, ['train_dataloader'] + ['val_dataloader'] * validates,
-            ['val_evaluator'] * validates)
+        loaders = ['train_dataloader'] + ['val_dataloader'] * validates
+        check_datasets(cfg, loaders, ['val_evaluator'] * validates)
+        check_neck_channels(cfg)
+        if not args.skip_data_check:
+            check_samples(cfg, loaders, decode=args.full_data_check)
+        skip_unreadable_training_images(cfg)
         runner = build_runner(prepare_distributed(cfg))
         with distributed_teardown(), dataset_errors():
             runner.train()

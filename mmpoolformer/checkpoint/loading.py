@@ -13,6 +13,23 @@ class CheckpointMismatchError(ValueError):
     """A checkpoint whose keys or shapes do not fit the model."""
 
 
+class CheckpointFileError(ValueError):
+    """A file that is no (complete) PyTorch checkpoint."""
+
+
+def check_checkpoint_file(filename: str) -> None:
+    """Raise :class:`CheckpointFileError` naming ``filename`` if a local file
+    is missing, empty, cut short or no checkpoint at all (torch.load would
+    say e.g. ``KeyError: 101`` for a text file)."""
+    if '://' in str(filename):
+        return  # a URL: mmengine downloads and reports it
+    from mmpoolformer.utils.checkpoints import torch_file_problem
+    problem = torch_file_problem(str(filename))
+    if problem:
+        raise CheckpointFileError(f'cannot load checkpoint {filename}: '
+                                  f'{problem}')
+
+
 def target_shapes(model: nn.Module) -> dict:
     """``{key: shape}`` of the model's state dict, for
     :func:`~mmpoolformer.checkpoint.convert.fit_shapes`."""
@@ -32,6 +49,7 @@ def load_backbone_checkpoint(model: nn.Module,
     then keep their initialisation; any other missing, unexpected or
     mis-shaped key raises :class:`CheckpointMismatchError`.
     """
+    check_checkpoint_file(filename)
     state_dict = unwrap_checkpoint(_load_checkpoint(filename, map_location))
     if prefix:
         state_dict = strip_prefix(state_dict, prefix)

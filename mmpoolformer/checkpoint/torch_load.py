@@ -5,7 +5,10 @@ torch 2.6 made ``torch.load(weights_only=True)`` the default and mmengine
 tensors, the message hub's :class:`~mmengine.logging.HistoryBuffer` objects
 (numpy arrays, and the buffer's statistics methods pickled as
 ``getattr(HistoryBuffer, 'mean')``), which the restricted unpickler refuses:
-``--resume`` and ``test.py`` fail with an UnpicklingError.
+``--resume`` and ``test.py`` fail with an UnpicklingError. An *empty*
+buffer holds empty numpy arrays, whose data ``torch.save``'s pickle protocol
+2 writes as ``builtins.bytes()`` (non-empty data goes through
+``_codecs.encode``, which torch allows), so ``bytes`` is allowed too.
 
 We keep ``weights_only`` on and allow exactly these globals, and only inside
 mmengine's loader for local files (re-registered through its public
@@ -28,8 +31,9 @@ def mmengine_safe_globals() -> list:
     else:
         from numpy.core import multiarray
     numpy_dtypes = [type(np.dtype(t)) for t in (
-        np.float64, np.float32, np.float16, np.int64, np.int32, np.bool_)]
-    return [HistoryBuffer, getattr, np.ndarray, np.dtype,
+        np.float64, np.float32, np.float16, np.int64, np.int32, np.int16,
+        np.int8, np.uint8, np.bool_)]
+    return [HistoryBuffer, getattr, bytes, np.ndarray, np.dtype,
             multiarray._reconstruct, multiarray.scalar, *numpy_dtypes]
 
 

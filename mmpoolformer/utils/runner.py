@@ -7,10 +7,13 @@ pair of scripts serves detection, segmentation and classification configs.
 """
 import datetime
 import contextlib
+import difflib
 import glob
 import importlib
+import inspect
 import os
 import os.path as osp
+import re
 
 import torch
 from mmengine.config import Config, DictAction
@@ -42,6 +45,14 @@ def add_common_args(parser):
     # torch.distributed.launch passes --local-rank (torch>=2.0) or
     # --local_rank; torchrun sets LOCAL_RANK itself
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    parser.add_argument(
+        '--skip-data-check', action='store_true',
+        help='start without checking class names, boxes and images first '
+        '(unreadable training images are still skipped with a warning)')
+    parser.add_argument(
+        '--full-data-check', action='store_true',
+        help='decode every image in full before the run (default: a fast '
+        'check of each file\'s header and end)')
     return parser
 
 
@@ -66,6 +77,7 @@ def load_config(args):
     cfg = Config.fromfile(args.config)
     cfg.launcher = args.launcher
     if args.cfg_options:
+        warn_unknown_options(cfg, args.cfg_options)
         cfg.merge_from_dict(args.cfg_options)
     scope = cfg.get('default_scope')
     if scope not in SCOPES:
@@ -78,6 +90,36 @@ def load_config(args):
         cfg.work_dir = osp.join(
             './work_dirs', osp.splitext(osp.basename(args.config))[0])
     return cfg
+
+
+def known_top_level_keys(cfg):
+    """What a config may set at its top level: its own keys and what
+    ``Runner.from_cfg`` reads."""
+    runner_args = set(inspect.signature(Runner.__init__).parameters) - {'self'}
+    return set(cfg.keys()) | runner_args | {
+        'default_scope', 'custom_imports', 'runner_type', 'launcher',
+        'auto_scale_lr', 'model_wrapper_cfg', 'find_unused_parameters',
+        'load_from', 'resume', 'work_dir', 'vis_backends', 'log_level'}
+
+
+def warn_unknown_options(cfg, options):
+    """Warn about --cfg-options whose top-level key the config does not
+    have and the Runner does not read: a typo there is silently ignored
+    (e.g. ``train_dataloder.batch_size=4`` trains with the config's
+    batch size). Returns the warnings."""
+    known = sorted(known_top_level_keys(cfg))
+    messages = []
+    for option in options:
+        top = option.split('.')[0]
+        if top in known:
+            continue
+        near = difflib.get_close_matches(top, known, n=1, cutoff=0.6)
+        messages.append(
+            f'--cfg-options {option}: the config has no key {top!r} and the '
+            'Runner does not read one, so this option has no effect' +
+            (f'; did you mean {near[0]!r}?' if near else '.'))
+        print_log(messages[-1], logger='current', level=30)
+    return messages
 
 
 def apply_train_args(cfg, args):
@@ -103,9 +145,27 @@ def apply_train_args(cfg, args):
         cfg.load_from = None
     elif args.resume is not None:
         require_file(args.resume, '--resume checkpoint')
+        check_resumable(args.resume, cfg.work_dir)
         cfg.resume = True
         cfg.load_from = args.resume
     return cfg
+
+
+def check_resumable(path, work_dir):
+    """Stop before the Runner if the checkpoint named by --resume PATH is
+    damaged, naming the newest one of the work dir that loads."""
+    from .checkpoints import checkpoint_problem, newest_loadable_checkpoint
+    problem = checkpoint_problem(path)
+    if problem is None:
+        return
+    good, _ = newest_loadable_checkpoint(osp.dirname(osp.abspath(path)))
+    if good is None:
+        good, _ = newest_loadable_checkpoint(work_dir)
+    advice = (f'resume from {good} (the newest loadable checkpoint), or run '
+              '--resume without a path to take it automatically'
+              if good else 'no loadable checkpoint was found beside it')
+    raise ToolError(f'--resume {path}: cannot resume from it: {problem}; '
+                    f'{advice}')
 
 
 def apply_test_args(cfg, args):
@@ -158,6 +218,13 @@ def check_work_dir(cfg, config_path, train):
             f'work dir {work_dir} holds the config {config_path} itself, '
             'which the run would overwrite with its merged copy; choose '
             'another --work-dir')
+    if osp.exists(dump) and not cfg.get('resume', False) and \
+            not has_run_logs(work_dir):
+        raise ToolError(
+            f'work dir {work_dir} holds a file {osp.basename(dump)} that no '
+            'earlier run wrote (there are no run logs); the run would '
+            'replace it with its merged config. Move the file, or choose '
+            'another --work-dir')
     if train and not cfg.get('resume', False):
         found = sorted(f for pattern in ('epoch_*.pth', 'iter_*.pth',
                                          'best_*.pth')
@@ -171,6 +238,18 @@ def check_work_dir(cfg, config_path, train):
                 f'run ({shown}{", ..." if len(found) > 5 else ""}), which '
                 'this run would overwrite: continue it with --resume, or '
                 'choose another --work-dir')
+
+
+#: the folders mmengine's Runner logs into, named by the run's timestamp
+_RUN_FOLDER = re.compile(r'^\d{8}_\d{6}$')
+
+
+def has_run_logs(work_dir):
+    """Whether a Runner has run in ``work_dir`` (it leaves a
+    ``<timestamp>/`` log folder): the dumped config there is its own."""
+    return osp.isdir(work_dir) and any(
+        _RUN_FOLDER.match(name) and osp.isdir(osp.join(work_dir, name))
+        for name in os.listdir(work_dir))
 
 
 def prepare_distributed(cfg):

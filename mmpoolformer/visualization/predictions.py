@@ -14,6 +14,7 @@ from mmengine.runner.checkpoint import _load_checkpoint
 
 from mmpoolformer import register_all_modules
 from mmpoolformer.utils.errors import ToolError
+from mmpoolformer.utils.io import write_image_atomic
 
 TASKS = {'mmdet': 'det', 'mmseg': 'seg', 'mmpretrain': 'cls'}
 
@@ -140,9 +141,6 @@ def draw_prediction(model, task, image: np.ndarray, sample,
         visualizer.add_datasample('prediction', image, sample, draw_gt=False,
                                   show=False, **kwargs)
         drawn = visualizer.get_image()
-    if out_file:
-        import cv2
-        import os
-        os.makedirs(osp.dirname(osp.abspath(out_file)), exist_ok=True)
-        cv2.imwrite(out_file, drawn[..., ::-1])
+    if out_file:  # complete or not at all, even if the process is killed
+        write_image_atomic(out_file, np.ascontiguousarray(drawn[..., ::-1]))
     return drawn

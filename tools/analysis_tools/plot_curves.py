@@ -3,7 +3,7 @@ key, the runs overlaid.
 
     python tools/analysis_tools/plot_curves.py work_dirs/poolformer_s12_in1k \
         [work_dirs/other_run/20250101_120000 ...] [--keys loss lr ...] \
-        [--x iter|epoch] [--legend s12 other] [--out curves.png]
+        [--x iter|epoch] [--legend s12 other] [--out curves.png] [--force]
 
 A run is a Runner log folder ``<work_dir>/<timestamp>/`` holding
 ``vis_data/scalars.json`` (what mmengine's LocalVisBackend writes, the
@@ -36,7 +36,6 @@ import argparse
 import glob
 import json
 import math
-import os
 import os.path as osp
 import re
 from dataclasses import dataclass, field
@@ -46,6 +45,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from mmpoolformer.utils import ToolError, exit_on_tool_error
+from mmpoolformer.utils.io import atomic_output, check_output_path
 
 TIMESTAMP = re.compile(r'^\d{8}_\d{6}$')
 SCALARS = osp.join('vis_data', 'scalars.json')
@@ -264,6 +264,8 @@ def build_parser():
     parser.add_argument('--legend', nargs='+',
                         help='one label per run (default: work dir names)')
     parser.add_argument('--out', default='curves.png', help='PNG file')
+    parser.add_argument('--force', action='store_true',
+                        help='replace an existing --out file')
     parser.add_argument('--cols', type=int, default=3,
                         help='panels per row')
     parser.add_argument('--dpi', type=int, default=100)
@@ -275,6 +277,7 @@ def main(argv=None):
     """Returns the figure written to ``--out``."""
     args = build_parser().parse_args(argv)
     with exit_on_tool_error(osp.basename(__file__)):
+        check_output_path(args.out, args.force)
         runs = [load_run(path) for path in args.runs]
         if args.legend and len(args.legend) != len(runs):
             raise ToolError(f'--legend has {len(args.legend)} labels for '
@@ -298,8 +301,8 @@ def main(argv=None):
         if args.cols < 1 or args.dpi < 10:
             raise ToolError('need --cols >= 1 and --dpi >= 10')
         fig = plot_curves(runs, keys, args.x, args.cols, args.dpi, args.title)
-        os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
-        fig.savefig(args.out, format='png')
+        with atomic_output(args.out) as partial:
+            fig.savefig(partial, format='png')
         print(f'{len(keys)} panels ({", ".join(keys)}) of {len(runs)} '
               f'run(s) against {args.x} written to {args.out}')
         return fig

@@ -25,6 +25,10 @@ its fast path as shipped, nothing folded) on several input shapes; a
 difference above ``--atol`` is an error. Then both run the same
 ``--batch`` x 3 x H x W input, interleaved, and the medians are printed side
 by side.
+
+An existing ``--out`` is replaced only with ``--force``, and only by an
+export that passed the check: the graph is written and verified under a
+temporary name beside it and renamed at the end.
 """
 import argparse
 import copy
@@ -51,6 +55,7 @@ from mmpoolformer.deployment import (DEFAULT_OPSET, ClassifierLogits,
 from mmpoolformer.models import MetaFormer
 from mmpoolformer.utils import (SCOPES, ToolError, exit_on_tool_error,
                                 require_file)
+from mmpoolformer.utils.io import atomic_output, check_output_path
 
 EXPORTERS = {'dynamo': 'torch.export-based exporter',
              'torchscript': 'TorchScript exporter (fallback)'}
@@ -73,6 +78,9 @@ def build_parser():
     parser.add_argument('--out', help='ONNX file (default: '
                         'work_dirs/onnx/<config or arch>[_backbone][_deploy]'
                         '.onnx)')
+    parser.add_argument('--force', action='store_true',
+                        help='replace an existing --out file (once the new '
+                        'export has passed its check)')
     parser.add_argument('--shape', type=int, nargs='+', default=None,
                         help='H W (or one size) of the traced and timed '
                         'input; default 224 for classifiers and --arch, 512 '
@@ -303,6 +311,8 @@ def main(argv=None):
                             '--backbone-only')
         if args.checkpoint:
             require_file(args.checkpoint, 'checkpoint')
+        if args.out:  # before the slow part
+            check_output_path(args.out, args.force)
         if min(args.batch - 1, args.runs, args.warmup, args.threads) < 0:
             raise ToolError('need --batch >= 1 and --runs, --warmup, '
                             '--threads >= 0')
@@ -317,28 +327,35 @@ def main(argv=None):
         exported = deployed_copy(module) if args.deploy else module
         out = args.out or osp.join('work_dirs', 'onnx', name +
                                    '_deploy' * args.deploy + '.onnx')
+        check_output_path(out, args.force)
 
-        print(f'exporting {name}{" (deploy)" * args.deploy} to {out} ...')
-        exporter = export_onnx(exported, out, (args.batch, channels, h, w),
-                               dynamic=True, opset=args.opset)
-        print(f'{out}: {EXPORTERS[exporter]}, opset {args.opset}, dynamic '
-              'batch/height/width, GroupNorm as ReduceMean/Sub/Mul/Sqrt/Div')
-
-        # no spinning: idle onnxruntime threads would steal the cores from
-        # the PyTorch runs interleaved with its own
-        session = ort_session(out, threads=args.threads, spinning=False)
-        diffs = verify(module, out, checks, session=session)
-        reference = describe_reference(module)
-        print(f'max abs difference onnxruntime vs PyTorch ({reference}'
-              f'{", not folded" * args.deploy}):')
-        for s, d in diffs.items():
-            print(f'  {fmt_shape(s):>16}  {d:.3e}')
-        bad = {s: d for s, d in diffs.items() if not d <= args.atol}
-        if bad:
-            raise ToolError(
-                f'{out} differs from PyTorch by more than --atol '
-                f'{args.atol:g}: ' + ', '.join(f'{fmt_shape(s)}: {d:.3e}'
-                                               for s, d in bad.items()))
+        with atomic_output(out) as partial:  # out only once verified
+            print(f'exporting {name}{" (deploy)" * args.deploy} to {out} ...')
+            exporter = export_onnx(exported, partial,
+                                   (args.batch, channels, h, w),
+                                   dynamic=True, opset=args.opset)
+            print(f'{out}: {EXPORTERS[exporter]}, opset {args.opset}, '
+                  'dynamic batch/height/width, GroupNorm as '
+                  'ReduceMean/Sub/Mul/Sqrt/Div')
+            # no spinning: idle onnxruntime threads would steal the cores
+            # from the PyTorch runs interleaved with its own
+            session = ort_session(partial, threads=args.threads,
+                                  spinning=False)
+            diffs = verify(module, partial, checks, session=session)
+            reference = describe_reference(module)
+            print(f'max abs difference onnxruntime vs PyTorch ({reference}'
+                  f'{", not folded" * args.deploy}):')
+            for s, d in diffs.items():
+                print(f'  {fmt_shape(s):>16}  {d:.3e}')
+            bad = {s: d for s, d in diffs.items() if not d <= args.atol}
+            if bad:
+                kept = (f'; {out} is left as it was' if osp.exists(out)
+                        else '; nothing was written')
+                raise ToolError(
+                    f'the export differs from PyTorch by more than --atol '
+                    f'{args.atol:g}: ' + ', '.join(
+                        f'{fmt_shape(s)}: {d:.3e}' for s, d in bad.items())
+                    + kept)
 
         timings = None
         if args.runs:

@@ -19,12 +19,13 @@ the classifier head comes along under our classifier configs' names
 (``head.fc.*``, and ``head.norm.*`` of the MetaFormer baselines'
 MetaFormerClsHead), so that ``mmpretrain.apis.init_model(config, DST)`` and
 ``tools/test.py config DST`` run the released classifier. SRC is never
-overwritten, nor an existing DST without ``--force``. A progress bar over
+overwritten, nor an existing DST without ``--force``; DST appears only
+complete (written under a temporary name and renamed; one left by a killed
+run is removed by the next). A progress bar over
 the converted keys shows when stdout is a terminal (``--progress`` /
 ``--no-progress`` force it on / off), so logs and tests stay clean.
 """
 import argparse
-import os
 import os.path as osp
 import pickle
 import sys
@@ -41,6 +42,8 @@ from mmpoolformer.checkpoint import (FAMILIES, CheckpointMismatchError,
                                      target_shapes, unwrap_checkpoint)
 from mmpoolformer.checkpoint.convert import convert_classifier
 from mmpoolformer.utils import ToolError, exit_on_tool_error
+from mmpoolformer.utils.checkpoints import torch_file_problem
+from mmpoolformer.utils.io import atomic_output, remove_stale_partials
 
 
 def arch_names() -> dict:
@@ -91,6 +94,7 @@ def check_paths(src: str, dst: str, force: bool) -> None:
         raise ToolError(f'DST {dst} is a directory; give a file name.')
     if osp.exists(dst) and not force:
         raise ToolError(f'DST {dst} exists; pass --force to overwrite it.')
+    remove_stale_partials(osp.dirname(osp.abspath(dst)))
 
 
 def head_of(state_dict) -> dict:
@@ -104,10 +108,17 @@ def head_of(state_dict) -> dict:
 
 def convert(src: str, dst: str, arch=None, progress: bool = False,
             with_head: bool = False) -> dict:
+    problem = None if '://' in src else torch_file_problem(src)
+    if problem:
+        raise ToolError(f'cannot read {src} as a checkpoint: {problem}. '
+                        'Pass the .pth / .pth.tar file itself (a download '
+                        'saved as a web page looks like this).')
     try:
         checkpoint = CheckpointLoader.load_checkpoint(src, map_location='cpu')
-    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as err:
-        raise ToolError(f'cannot read {src} as a checkpoint: {err}') from None
+    except (OSError, RuntimeError, EOFError, KeyError, ValueError,
+            pickle.UnpicklingError) as err:
+        raise ToolError(f'cannot read {src} as a checkpoint: '
+                        f'{type(err).__name__}: {err}') from None
     try:
         state_dict = unwrap_checkpoint(checkpoint)
         fmt, converted = convert_to_mmpoolformer(state_dict)
@@ -145,15 +156,10 @@ def convert(src: str, dst: str, arch=None, progress: bool = False,
         meta['deploy'] = kwargs['deploy']
     if with_head:
         meta['with_head'] = True
-    # write next to DST and rename: an interrupted run leaves DST as it was
-    os.makedirs(osp.dirname(osp.abspath(dst)), exist_ok=True)
-    tmp = f'{dst}.{os.getpid()}.tmp'
-    try:
-        torch.save(dict(state_dict=out, meta=meta), tmp)
-        os.replace(tmp, dst)
-    finally:
-        if osp.exists(tmp):
-            os.remove(tmp)
+    # an interrupted run leaves DST as it was (and a partial file that the
+    # next run removes)
+    with atomic_output(dst) as partial:
+        torch.save(dict(state_dict=out, meta=meta), partial)
     return meta
 
 

@@ -10,10 +10,10 @@ class; a detection / segmentation config explains the mean activation of
 its backbone's last returned stage. The target layer is that stage, for
 every registered arch. ``--compare`` puts several models side by side after
 the input, as the PoolFormer paper's Grad-CAM figure. Use ``none`` as the
-checkpoint for random weights (a warning is printed). CPU is enough.
+checkpoint for random weights (a warning is printed). CPU is enough. An
+existing ``--out`` is replaced only with ``--force``.
 """
 import argparse
-import os
 import os.path as osp
 import warnings
 
@@ -21,6 +21,7 @@ import cv2
 import numpy as np
 
 from mmpoolformer.utils.errors import ToolError, exit_on_tool_error
+from mmpoolformer.utils.io import check_output_path, write_image_atomic
 from mmpoolformer.visualization import grad_cam, load_model
 from mmpoolformer.visualization.cam import METHODS
 
@@ -40,6 +41,8 @@ def parse_args(argv=None):
     parser.add_argument('--size', type=int, default=224,
                         help='square input size (default 224)')
     parser.add_argument('--out', default='cam.png')
+    parser.add_argument('--force', action='store_true',
+                        help='replace an existing --out file')
     args = parser.parse_args(argv)
     if args.compare:
         if args.config or len(args.compare) % 2:
@@ -83,6 +86,7 @@ def titled(image, title):
 def main(argv=None):
     with exit_on_tool_error('vis_cam.py'):
         args = parse_args(argv)
+        check_output_path(args.out, args.force)
         image = read_image(args.image, args.size)
         titles = args.titles or [osp.splitext(osp.basename(c))[0]
                                  for c, _ in args.models]
@@ -100,8 +104,8 @@ def main(argv=None):
                                           args.method, args.target_category)
             label = f'{title}: class {target}' if task == 'cls' else title
             panels.append(titled(overlay, label))
-        os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
-        cv2.imwrite(args.out, np.concatenate(panels, 1)[..., ::-1])
+        write_image_atomic(args.out, np.ascontiguousarray(
+            np.concatenate(panels, 1)[..., ::-1]))
         print(f'Grad-CAM written to {args.out}')
         return args.out
 
