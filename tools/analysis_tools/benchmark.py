@@ -58,10 +58,12 @@ everything.
 import argparse
 import contextlib
 import copy
+import gc
 import json
 import os
 import platform
 import tempfile
+from collections import Counter
 
 import torch
 import torch.nn as nn
@@ -439,16 +441,15 @@ def run_backbones(args, wanted=None):
                 with autocast(args.dtype, args.device):
                     saved[name] = saved_activation_bytes(
                         lambda: m(x), m.parameters())
-    for name in ('floor', 'floor+convs'):
-        if name in wanted:
-            gemms = record_gemms(eager['ours-plain'].eval(), x)
-            if name == 'floor+convs':
-                gemms = gemms['gemm'] + gemms['conv']
-            else:
-                gemms = gemms['gemm']
-            dtype = torch.float32 if args.dtype == 'fp32' else \
-                torch.float16 if args.dtype == 'amp' and \
-                is_cuda(args.device) else torch.bfloat16
+    floors = [n for n in ('floor', 'floor+convs') if n in wanted]
+    if floors:  # the products of the plain formulation, autocast's dtype
+        recorded = record_gemms(eager['ours-plain'].eval(), x)
+        dtype = torch.float32 if args.dtype == 'fp32' else \
+            torch.float16 if args.dtype == 'amp' and is_cuda(args.device) \
+            else torch.bfloat16
+        for name in floors:
+            gemms = recorded['gemm'] + (recorded['conv'] if name ==
+                                        'floor+convs' else Counter())
             steps[name] = {m: s for m, s in gemm_floor_steps(
                 gemms, dtype, args.device).items() if m in args.modes}
             floor_info[name] = dict(
@@ -466,7 +467,8 @@ def run_backbones(args, wanted=None):
     workdir.cleanup()
 
     rows = {}
-    for name in steps:
+    for name in sorted(steps, key=lambda n: wanted.index(n) if n in wanted
+                       else len(wanted)):
         r = {f'{m}_ms': t['median_ms'] for m, t in timed[name].items()}
         r.update({f'{m}_ms_all': t['all_ms'] for m, t in timed[name].items()})
         r['output_norms'] = has_output_norms(name, ref_name)
@@ -568,6 +570,10 @@ def gpu_table(args):
         res['targets'] = check_targets(res, targets) if targets else \
             gpu_table_targets(res)
         table['items'][item] = res
+        torch._dynamo.reset()  # the item's compiled graphs and models go
+        gc.collect()
+        if is_cuda(args.device):
+            torch.cuda.empty_cache()
         table.update(dtype=args.dtype, device=args.device,
                      reps=args.reps, environment=environment(args))
         with open(path, 'w') as f:
