@@ -1,8 +1,10 @@
 """The models a benchmark compares, all computing the same function.
 
-Backbone level: ours (fast path, the default), ours with the plain
-formulation, ours in deploy mode, ours without output norms (what timm's
-``features_only`` returns), mmpretrain's ``PoolFormer`` and timm's model.
+Backbone level: ours (the default constructor), ours with the plain
+formulation (``fast_path=False``), ours in deploy mode, ours without output
+norms (what timm's ``features_only`` returns), mmpretrain's ``PoolFormer``
+and timm's model; each of ours, ours-raw, mmpretrain and timm also under
+``torch.compile`` (default inductor), as a row of its own.
 Detector level: RetinaNet / Semantic FPN from our configs, once with our
 backbone and once with ``mmpretrain.PoolFormer`` in its place.
 
@@ -65,20 +67,51 @@ def _key_mapping(source: dict, converted: dict) -> dict:
     return mapping
 
 
-def _without_output_norms(model):
-    raw = copy.deepcopy(model)
-    for i in raw.out_indices:
-        setattr(raw, f'norm{i}', nn.Identity())
-    return raw
+def _rebuilt(build, ours, **kwargs):
+    """Ours built again through the public constructor with ``kwargs``,
+    holding ``ours``' weights (output norms dropped when it has none)."""
+    model = build(**kwargs)
+    expected = model.state_dict()
+    model.load_state_dict({k: v for k, v in ours.state_dict().items()
+                           if k in expected}, strict=True)
+    return model
+
+
+def has_output_norms(row: str, reference: str) -> bool:
+    """Whether a row's feature maps go through output norms (mmpretrain's
+    and ours do, timm's ``features_only`` and ours-raw do not): a row is
+    compared with the row of ours that computes the same function."""
+    base = row.split('+')[0].split(' ')[0]
+    if base == 'onnxruntime':
+        base = reference
+    return base not in ('timm', 'ours-raw')
+
+
+COMPILABLE = ('ours', 'ours-raw', 'mmpretrain', 'timm')
+
+
+def compiled(model: nn.Module, freezing: bool = False,
+             backend: str = 'inductor') -> nn.Module:
+    """``torch.compile`` with its defaults (inductor) on a copy of the
+    model: its own weights and optimizer, like a user's compiled model.
+    ``freezing``: inductor with weights as constants (inference only)."""
+    options = {'freezing': True} if freezing and backend == 'inductor' \
+        else None
+    return torch.compile(copy.deepcopy(model), backend=backend,
+                         options=options)
 
 
 def build_backbones(timm_name: str, seed: int = 0) -> dict:
-    """``{row name: model}`` in eval mode, fp32, CPU."""
+    """``{row name: model}`` in eval mode, fp32, CPU (eager rows only;
+    :func:`compiled` makes the ``+compile`` rows)."""
+    import functools
+
     import timm
 
     from mmpoolformer import models as our_models
     family, arch, mm_arch = ARCHS[timm_name]
-    ours = randomise_(getattr(our_models, family)(arch), seed)
+    build = functools.partial(getattr(our_models, family), arch)
+    ours = randomise_(build(), seed)
     shapes = {k: v.shape for k, v in ours.state_dict().items()}
     rows = {}
     if mm_arch is not None:
@@ -107,12 +140,11 @@ def build_backbones(timm_name: str, seed: int = 0) -> dict:
                               for k, v in timm_sd.items()}, strict=True)
     rows['timm'] = features
 
-    plain = copy.deepcopy(ours)
-    plain.fast_path = False
-    deploy = copy.deepcopy(ours)
+    deploy = _rebuilt(build, ours)
     deploy.switch_to_deploy()
-    rows = {'ours': ours, 'ours-plain': plain, 'ours-deploy': deploy,
-            'ours-raw': _without_output_norms(ours), **rows}
+    rows = {'ours': ours, 'ours-plain': _rebuilt(build, ours, fast_path=False),
+            'ours-deploy': deploy,
+            'ours-raw': _rebuilt(build, ours, out_norm_cfg=None), **rows}
     for m in rows.values():
         m.eval()  # mmpretrain's train() returns None: no chaining
     return rows
@@ -157,21 +189,44 @@ def build_detectors(kind: str, seed: int = 0) -> dict:
     return {'ours': ours, 'mmpretrain': mm}
 
 
-def detector_batch(kind: str, batch: int, size: int, seed: int = 0):
-    """A preprocessed image batch and its ground truth (random boxes with
-    labels, or a random label map)."""
+def detector_training_input(kind: str):
+    """``(images per GPU, (height, width))`` of the config's training:
+    the batch of its train dataloader and, for a detector, the largest
+    image its ``Resize`` makes, padded to the preprocessor's multiple
+    (RetinaNet: 1333x800 -> 800x1344), for a segmentor its crop."""
+    from mmengine.config import Config
+    config, scope, _ = DETECTORS[kind]
+    cfg = Config.fromfile(str(ROOT / config))
+    batch = cfg.train_dataloader.batch_size
+    if scope == 'mmseg':
+        return batch, tuple(cfg.crop_size)
+    resize = [t for t in cfg.train_dataloader.dataset.pipeline
+              if t['type'] == 'Resize']
+    if len(resize) != 1:
+        raise ValueError(f'{config}: expected one Resize in the training '
+                         f'pipeline, found {len(resize)}')
+    long, short = sorted(resize[0]['scale'], reverse=True)
+    divisor = cfg.model.data_preprocessor.get('pad_size_divisor', 1)
+    return batch, tuple(-(-s // divisor) * divisor for s in (short, long))
+
+
+def detector_batch(kind: str, batch: int, size, seed: int = 0,
+                   device='cpu'):
+    """A preprocessed image batch of ``size`` (int or (h, w)) and its ground
+    truth (random boxes with labels, or a random label map) on ``device``."""
+    h, w = (size, size) if isinstance(size, int) else size
     gen = torch.Generator().manual_seed(seed)
-    inputs = torch.randn(batch, 3, size, size, generator=gen)
-    meta = dict(img_shape=(size, size), pad_shape=(size, size),
-                ori_shape=(size, size), batch_input_shape=(size, size),
-                scale_factor=(1., 1.))
+    inputs = torch.randn(batch, 3, h, w, generator=gen)
+    meta = dict(img_shape=(h, w), pad_shape=(h, w), ori_shape=(h, w),
+                batch_input_shape=(h, w), scale_factor=(1., 1.))
     samples = []
     for _ in range(batch):
         if kind == 'retinanet':
             from mmdet.structures import DetDataSample
             from mmengine.structures import InstanceData
-            xy = torch.rand(5, 2, generator=gen) * size * 0.6
-            wh = 16 + torch.rand(5, 2, generator=gen) * size * 0.3
+            scale = torch.tensor([w, h])
+            xy = torch.rand(5, 2, generator=gen) * scale * 0.6
+            wh = 16 + torch.rand(5, 2, generator=gen) * scale * 0.3
             gt = InstanceData(bboxes=torch.cat([xy, xy + wh], 1),
                               labels=torch.randint(0, 80, (5, ),
                                                    generator=gen))
@@ -179,7 +234,7 @@ def detector_batch(kind: str, batch: int, size: int, seed: int = 0):
         else:
             from mmengine.structures import PixelData
             from mmseg.structures import SegDataSample
-            label = torch.randint(0, 150, (1, size, size), generator=gen)
+            label = torch.randint(0, 150, (1, h, w), generator=gen)
             samples.append(SegDataSample(
                 metainfo=meta, gt_sem_seg=PixelData(data=label)))
-    return inputs, samples
+    return inputs.to(device), [s.to(device) for s in samples]

@@ -1,8 +1,13 @@
-"""Ratios, the issue's targets, and the printed table."""
+"""Ratios, the issues' targets, and the printed tables.
 
-# (label, reference row, our row, metric, comparison, threshold)
-# speed ratios are reference ms / our ms (> 1: ours faster); the memory
-# ratio is our peak / reference peak (< 1: ours smaller)
+Speed ratios are reference ms / our ms (> 1: ours faster); memory ratios
+are our peak / the reference's (< 1: ours smaller). Every row of a peer is
+compared with the row of ours that computes the same function: rows with
+output norms (mmpretrain's, its ONNX export) with ``ours``, rows without
+(timm's ``features_only``) with ``ours-raw`` (``output_norms`` of a row).
+"""
+# issue 5: eager against eager (or the best configuration of both sides
+# for a pattern ending in '*'): (label, reference, ours, metric, op, goal)
 BACKBONE_TARGETS = {
     'mmpretrain': [
         ('inference vs mmpretrain', 'mmpretrain', 'ours', 'infer', '>=', 1.4),
@@ -28,6 +33,15 @@ DETECTOR_TARGETS = {
     'fpn': [('Semantic FPN train step vs mmpretrain backbone', 'mmpretrain',
              'ours', 'train', '>=', 1.2)],
 }
+
+# issue 11: the peers a user could pick instead of ours, and our rows
+PEERS = ('mmpretrain', 'mmpretrain+compile', 'timm', 'timm+compile',
+         'onnxruntime', 'onnxruntime (spinning, alone)')
+OURS_DEFAULT = {True: ('ours', ), False: ('ours-raw', )}  # by output norms
+OURS_BEST = {True: ('ours', 'ours+compile', 'ours-deploy',
+                    'ours-deploy+compile'),
+             False: ('ours-raw', 'ours-raw+compile')}
+PLAIN_TOL = 1e-5  # outputs and gradients against the plain formulation
 
 
 def _metric(results, row, metric):
@@ -55,18 +69,132 @@ def best_row(results, pattern, metric):
         else pattern[:-1]
 
 
-def check_targets(results, targets):
+def _target(label, ours, ref, value, op, goal, issue):
+    met = value >= goal if op == '>=' else value <= goal
+    return dict(target=label, ours=ours, reference=ref, ratio=value,
+                goal=f'{op} {goal}', met=met, issue=issue)
+
+
+def check_targets(results, targets, issue=5):
     out = []
     for label, ref, ours, metric, op, threshold in targets:
         ours = best_row(results, ours, metric)
         ref = best_row(results, ref, metric)
         value = ratio(results, ref, ours, metric)
-        if value is None:
-            continue
-        met = value >= threshold if op == '>=' else value <= threshold
-        out.append(dict(target=label, ours=ours, reference=ref,
-                        ratio=value, goal=f'{op} {threshold}', met=met))
+        if value is not None:
+            out.append(_target(label, ours, ref, value, op, threshold, issue))
     return out
+
+
+def _fastest_peer(results, metric, ours_rows):
+    """``(ratio, our row, peer row)`` against the peer that comes closest:
+    for every peer, the fastest of ``ours_rows[its output norms]``."""
+    worst = None
+    for peer in PEERS:
+        peer_ms = _metric(results, peer, metric)
+        if peer_ms is None:
+            continue
+        norms = results['rows'][peer].get('output_norms', True)
+        ours = [(_metric(results, r, metric), r) for r in ours_rows[norms]
+                if _metric(results, r, metric) is not None]
+        if not ours:
+            continue
+        ours_ms, row = min(ours)
+        if worst is None or peer_ms / ours_ms < worst[0]:
+            worst = (peer_ms / ours_ms, row, peer)
+    return worst
+
+
+def issue11_targets(results):
+    """Issue 11's targets (see the README's speed section)."""
+    out = []
+    for label, metric, ours_rows, goal in (
+            ('default eager inference >= fastest peer', 'infer',
+             OURS_DEFAULT, 1.0),
+            ('best inference >= 1.15x fastest peer', 'infer', OURS_BEST,
+             1.15),
+            ('best train step >= 1.15x fastest peer', 'train', OURS_BEST,
+             1.15)):
+        found = _fastest_peer(results, metric, ours_rows)
+        if found is not None:
+            out.append(_target(label, found[1], found[2], found[0], '>=',
+                               goal, 11))
+    ref = results.get('reference')
+    ours = OURS_DEFAULT[has_norms(results, ref)][0]
+    value = ratio(results, ref, ours, 'peak')
+    if value is not None:
+        out.append(_target(f'peak train memory <= 0.6x {ref}', ours, ref,
+                           value, '<=', 0.6, 11))
+    for row, diff in (results.get('plain_equality') or {}).items():
+        out.append(_target(f'{row}: outputs and gradients vs plain, fp32',
+                           row, 'ours-plain', diff, '<=', PLAIN_TOL, 11))
+    return out
+
+
+def has_norms(results, row):
+    return results['rows'].get(row, {}).get('output_norms', True)
+
+
+def gpu_table_targets(results):
+    """Issue 10's targets for one arch of the GPU table: inference against
+    timm eager (ours default) and timm compiled (our best), the training
+    step and its memory against mmpretrain (ours default; against timm
+    where mmpretrain has no such model)."""
+    out = []
+    for label, ref, rows, goal in (
+            ('inference >= 1.5x timm eager', 'timm', OURS_DEFAULT, 1.5),
+            ('inference >= timm compiled', 'timm+compile', OURS_BEST, 1.0)):
+        found = [(ratio(results, ref, r, 'infer'), r) for r in rows[False]
+                 if ratio(results, ref, r, 'infer') is not None]
+        if found:
+            value, row = max(found)
+            out.append(_target(label, row, ref, value, '>=', goal, 10))
+    ref = 'mmpretrain' if 'mmpretrain' in results['rows'] else 'timm'
+    ours = OURS_DEFAULT[has_norms(results, ref)][0]
+    for label, metric, op, goal in (
+            (f'train step >= 1.3x {ref}', 'train', '>=', 1.3),
+            (f'peak train memory <= 0.7x {ref}', 'peak', '<=', 0.7)):
+        value = ratio(results, ref, ours, metric)
+        if value is not None:
+            out.append(_target(label, ours, ref, value, op, goal, 10))
+    return out
+
+
+def format_targets(targets):
+    return [f'{"MET " if t["met"] else "MISS"}  [issue {t["issue"]}] '
+            f'{t["target"]}: '
+            f'{t["ours"]} vs {t["reference"]} = {t["ratio"]:.3g} '
+            f'(goal {t["goal"]})' for t in targets]
+
+
+def format_floor(results):
+    """``ours / floor``: how far each of our rows is from the time of its
+    GEMMs alone (1.0 would be nothing but GEMMs)."""
+    rows = results['rows']
+    lines = []
+    for floor in ('floor', 'floor+convs'):
+        if floor not in rows:
+            continue
+        info = results.get('floor', {}).get(floor, {})
+        parts = []
+        for mode in ('infer', 'train'):
+            f = rows[floor].get(f'{mode}_ms')
+            if f is None:
+                continue
+            ours = [(rows[r][f'{mode}_ms'], r) for r in rows
+                    if r.startswith('ours') and rows[r].get(f'{mode}_ms')]
+            ratios = ', '.join(f'{r} {ms / f:.2f}' for ms, r in sorted(ours))
+            gflop = info.get(f'{mode}_gflop')
+            parts.append(f'  {mode}: {f:.1f} ms'
+                         + (f' ({gflop:.3g} GFLOP, {gflop / f * 1e3:.3g} '
+                            'GFLOP/s)'
+                            if gflop else '')
+                         + (f'; ours / floor: {ratios}' if ratios else ''))
+        what = ('1x1 convs, linears, attention products' if floor == 'floor'
+                else 'the same plus the stem and downsampling convolutions '
+                'as im2col GEMMs')
+        lines += [f'GEMM {floor} ({what}):'] + parts
+    return lines
 
 
 def format_table(results) -> str:
@@ -85,9 +213,60 @@ def format_table(results) -> str:
             v = r.get(key)
             cells.append(f'{"-" if v is None else format(v, fmt):>{len(h) + 3}}')
         lines.append(f'{name:<{width}}' + ''.join(cells))
-    lines.append('')
-    for t in results['targets']:
-        lines.append(f'{"MET " if t["met"] else "MISS"}  {t["target"]}: '
-                     f'{t["ours"]} vs {t["reference"]} = {t["ratio"]:.3f} '
-                     f'(goal {t["goal"]})')
+    for name, why in (results.get('failed_rows') or {}).items():
+        lines.append(f'{name:<{width}}  FAILED: {why}')
+    for name, r in results['rows'].items():
+        if r.get('compile_s') is not None:
+            lines.append(f'{name}: first calls (compilation, not timed) '
+                         f'{r["compile_s"]:.0f} s, graph breaks '
+                         f'{r.get("graph_breaks", "?")}')
+    lines += [''] + format_floor(results)
+    lines += [''] + format_targets(results['targets'])
+    return '\n'.join(lines)
+
+
+def _per_s(images, ms):
+    return None if ms is None else images * 1e3 / ms
+
+
+def format_gpu_table(table) -> str:
+    """Markdown: backbones (img/s, peak MB), targets per arch, detectors
+    (training iterations/s)."""
+    lines = ['| arch | row | inference img/s | training img/s | '
+             'peak train MB |', '|---|---|---|---|---|']
+    target_lines = []
+    for item, res in table['items'].items():
+        if res['kind'] != 'backbone':
+            continue
+        batch = res['config']['batch']
+        first = True
+        for name, r in res['rows'].items():
+            cells = [_per_s(batch, r.get('infer_ms')),
+                     _per_s(batch, r.get('train_ms')), r.get('peak_train_mb')]
+            cells = ['-' if v is None else f'{v:.0f}' for v in cells]
+            lines.append(f'| {item if first else ""} | {name} | '
+                         + ' | '.join(cells) + ' |')
+            first = False
+        for t in res['targets']:
+            target_lines.append(
+                f'| {item} | {t["target"]} | {t["ours"]} vs '
+                f'{t["reference"]} | {t["ratio"]:.2f} ({t["goal"]}) | '
+                f'{"MET" if t["met"] else "MISS"} |')
+    det = [(item, res) for item, res in table['items'].items()
+           if res['kind'] == 'detector']
+    if target_lines:
+        lines += ['', '| arch | target | rows | ratio | |',
+                  '|---|---|---|---|---|'] + target_lines
+    if det:
+        lines += ['', '| model | input | row | training it/s | '
+                  'peak train MB |', '|---|---|---|---|---|']
+        for item, res in det:
+            cfg = res['config']
+            size = 'x'.join(map(str, cfg['size_hw']))
+            for name, r in res['rows'].items():
+                lines.append(f'| {item} | {cfg["batch"]} x {size} | {name} | '
+                             f'{1e3 / r["train_ms"]:.2f} | '
+                             f'{r["peak_train_mb"]:.0f} |')
+        lines += [''] + [line for _, res in det
+                         for line in format_targets(res['targets'])]
     return '\n'.join(lines)

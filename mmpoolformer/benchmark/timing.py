@@ -2,7 +2,9 @@
 
 Every repetition runs one step of every row, starting from a different row
 each time, so that the noise of a shared machine hits all rows alike;
-results are medians. Modes are timed one after the other.
+results are medians. Modes are timed one after the other. On CUDA a step is
+timed with CUDA events between synchronisations (the kernels' time, not the
+launch queue's), elsewhere with the wall clock.
 """
 import contextlib
 import statistics
@@ -18,14 +20,28 @@ def autocast(dtype: str, device: str):
     autocast on CUDA (bfloat16 on CPU, which has no fp16 autocast)."""
     if dtype == 'fp32':
         return contextlib.nullcontext()
-    low = torch.float16 if (dtype == 'amp' and device == 'cuda') \
+    low = torch.float16 if (dtype == 'amp' and is_cuda(device)) \
         else torch.bfloat16
-    return torch.autocast(device, dtype=low)
+    return torch.autocast(torch.device(device).type, dtype=low)
 
 
-def _sync(device):
-    if device == 'cuda':
-        torch.cuda.synchronize()
+def is_cuda(device) -> bool:
+    return torch.device(device).type == 'cuda'
+
+
+def time_ms(fn, device) -> float:
+    """Milliseconds of one call of ``fn``, all its device work included."""
+    if is_cuda(device):
+        torch.cuda.synchronize(device)
+        start, end = (torch.cuda.Event(enable_timing=True) for _ in range(2))
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        return start.elapsed_time(end)
+    start = time.perf_counter()
+    fn()
+    return (time.perf_counter() - start) * 1e3
 
 
 def backbone_steps(model, x, dtype, device):
@@ -78,12 +94,9 @@ def interleaved_medians(steps: dict, modes, reps: int, warmup: int,
             fn = steps[row].get(mode)
             if fn is None:
                 continue
-            _sync(device)
-            start = time.perf_counter()
-            fn()
-            _sync(device)
+            ms = time_ms(fn, device)
             if record:
-                times[row][mode].append((time.perf_counter() - start) * 1e3)
+                times[row][mode].append(ms)
 
     # one mode after the other: inference is timed on unchanging weights,
     # as in deployment, not right after an optimizer step

@@ -3,57 +3,99 @@
     python tools/analysis_tools/benchmark.py [--arch poolformer_s12] \
         [--batch 8] [--size 224] [--reps 15] [--warmup 3] \
         [--dtype fp32|bf16|amp] [--device cpu|cuda] [--channels-last] \
-        [--compile] [--compile-deploy] [--no-onnx] [--json out.json]
+        [--rows ours,timm+compile,...] [--no-compile] [--compile-deploy] \
+        [--no-onnx] [--json out.json]
     python tools/analysis_tools/benchmark.py --detector retinanet --size 512
+    python tools/analysis_tools/benchmark.py --gpu-table gpu.json
 
 Rows (backbone mode), all computing the same function (checked first):
 
-* ``ours``: our backbone as shipped (fast path) with its output norms;
-* ``ours-plain``: the same weights, plain NCHW formulation;
+* ``ours``: our backbone from its default constructor, with output norms;
+* ``ours-plain``: the same weights, ``fast_path=False`` (plain formulation);
 * ``ours-deploy``: ``switch_to_deploy()`` (inference only);
   ``ours-deploy+compile`` with ``--compile-deploy`` (inductor, frozen);
-* ``ours-raw``: ours without output norms, as timm's ``features_only``;
+* ``ours-raw``: ours without output norms (``out_norm_cfg=None``), the
+  function of timm's ``features_only``;
 * ``mmpretrain``: mmpretrain's ``PoolFormer`` (PoolFormer archs);
 * ``timm``: ``timm.create_model(ARCH, features_only=True)``;
+* ``ours+compile``, ``ours-raw+compile``, ``mmpretrain+compile``,
+  ``timm+compile``: a copy of the row under ``torch.compile`` (defaults:
+  inductor; ``--compile-backend`` for another). Compilation happens in untimed first calls (equality check,
+  gradient check, one call per mode and dtype) and is reported apart; the
+  warm-up rounds run as for every row. A row that fails to compile is
+  reported as FAILED, the others go on;
 * ``onnxruntime``: the reference (mmpretrain's model, else timm's) exported
   to ONNX, run by onnxruntime (inference only): the deployment yardstick,
   interleaved with its threads not spinning, and once more alone with its
   default spinning threads (which would slow any row timed after them);
-  the target compares against the faster of the two.
+* ``floor``, ``floor+convs``: the model's GEMMs alone with its real shapes
+  (see :mod:`mmpoolformer.benchmark.floor`), printed as ours / floor.
 
 Detector mode (``--detector retinanet|fpn``): the training step of our
 RetinaNet-S12 / Semantic FPN-S12 config against the same model with
 ``mmpretrain.PoolFormer`` as its backbone, same weights, same batch.
 
+GPU table (``--gpu-table OUT.json``, issue 10): every arch of ``--items``
+(default: PoolFormer-S12/S24/M36, PoolFormerV2-S12, ConvFormer-S18,
+CAFormer-S18, then RetinaNet-S12 and Semantic FPN-S12) with the rows ours,
+ours+compile, ours-raw, ours-raw+compile, mmpretrain, timm, timm+compile;
+defaults ``--device cuda --dtype bf16`` (AMP bf16), batch 128 at 224², the
+detectors at their configs' batch and resolution. Each item is written to
+OUT.json as soon as it is measured and items already there are skipped, so
+a run cut short continues where it stopped; the markdown table (img/s,
+it/s, peak MB) and the targets are printed at the end.
+
 Measured interleaved (every round runs every row, starting from a different
 one): inference (forward under ``inference_mode``) and a training step
 (forward, loss, backward, AdamW), medians in ms; the peak memory of one
 training step (CPU: bytes of the tensors the step allocates and holds at
-once, see :mod:`mmpoolformer.benchmark.memory`; CUDA: the allocator's
-peak); the bytes autograd saves for backward. Ratios against the targets of
-issue 5 are printed as MET / MISS; ``--json`` writes everything.
+once, see :mod:`mmpoolformer.benchmark.memory`, eager rows only; CUDA: the
+allocator's peak over the step, reset per row, less what was allocated
+before it); the bytes autograd saves for backward. The targets of issues 5
+and 11 (10 for the GPU table) are printed as MET / MISS; ``--json`` writes
+everything.
 """
 import argparse
+import contextlib
 import copy
+import gc
 import json
 import os
 import platform
 import tempfile
+from collections import Counter
 
 import torch
+import torch.nn as nn
 
 from mmpoolformer.benchmark import (ARCHS, DETECTORS, PeakLiveBytes,
                                     build_backbones, build_detectors,
                                     saved_activation_bytes)
-from mmpoolformer.benchmark.models import detector_batch
+from mmpoolformer.benchmark.floor import (gemm_flops, gemm_floor_steps,
+                                          record_gemms)
+from mmpoolformer.benchmark.models import (COMPILABLE, compiled,
+                                           detector_batch,
+                                           detector_training_input,
+                                           has_output_norms)
 from mmpoolformer.benchmark.report import (BACKBONE_TARGETS, DETECTOR_TARGETS,
-                                           check_targets, format_table)
+                                           check_targets, format_gpu_table,
+                                           format_table, gpu_table_targets,
+                                           issue11_targets)
 from mmpoolformer.benchmark.timing import (autocast, backbone_steps,
-                                           detector_steps, interleaved_medians)
+                                           detector_steps, interleaved_medians,
+                                           is_cuda, time_ms)
 from mmpoolformer.utils.errors import ToolError, exit_on_tool_error
 
 TOL = 1e-4  # relative (2-norm) agreement required between rows, fp32
-INFER_ONLY = ('ours-deploy', 'ours-deploy+compile', 'onnxruntime')  # rows
+INFER_ONLY = ('ours-deploy', 'ours-deploy+compile', 'onnxruntime')
+DEFAULT_ROWS = ('ours', 'ours+compile', 'ours-plain', 'ours-deploy',
+                'ours-raw', 'ours-raw+compile', 'mmpretrain',
+                'mmpretrain+compile', 'timm', 'timm+compile', 'onnxruntime',
+                'floor', 'floor+convs')
+KNOWN_ROWS = DEFAULT_ROWS + ('ours-deploy+compile', )
+GPU_TABLE_ROWS = ('ours', 'ours+compile', 'ours-raw', 'ours-raw+compile',
+                  'mmpretrain', 'timm', 'timm+compile')
+GPU_TABLE_ITEMS = tuple(ARCHS) + tuple(DETECTORS)
 
 
 def parse_args(argv=None):
@@ -62,43 +104,93 @@ def parse_args(argv=None):
     parser.add_argument('--detector', choices=sorted(DETECTORS),
                         help='time a detector / segmentor training step '
                         'instead of the bare backbones')
+    parser.add_argument('--gpu-table', metavar='OUT.json', default=None,
+                        help='measure the GPU table of issue 10 into '
+                        'OUT.json (resumes: items already there are kept)')
+    parser.add_argument('--items', default=None,
+                        help='--gpu-table: comma-separated subset of '
+                        f'{",".join(GPU_TABLE_ITEMS)}')
     parser.add_argument('--batch', type=int, default=None,
-                        help='default 8 (backbones) or 2 (detectors)')
+                        help='default 8 (backbones), 2 (detectors), 128 '
+                        '(--gpu-table backbones; its detectors: the '
+                        "config's batch)")
     parser.add_argument('--size', type=int, default=None,
-                        help='default 224 (backbones) or 512 (detectors)')
+                        help='default 224 (backbones), 512 (detectors); '
+                        "--gpu-table detectors: the config's resolution")
     parser.add_argument('--reps', type=int, default=15)
     parser.add_argument('--warmup', type=int, default=3)
-    parser.add_argument('--dtype', default='fp32',
-                        choices=['fp32', 'bf16', 'amp'])
-    parser.add_argument('--device', default='cpu', choices=['cpu', 'cuda'])
+    parser.add_argument('--dtype', default=None,
+                        choices=['fp32', 'bf16', 'amp'],
+                        help='default fp32 (bf16 with --gpu-table)')
+    parser.add_argument('--device', default=None, choices=['cpu', 'cuda'],
+                        help='default cpu (cuda with --gpu-table)')
     parser.add_argument('--channels-last', action='store_true',
                         help='channels-last input and weights for every row')
-    parser.add_argument('--compile', action='store_true',
-                        help='torch.compile every PyTorch row')
+    parser.add_argument('--rows', default=None,
+                        help='comma-separated subset of the rows: '
+                        f'{",".join(KNOWN_ROWS)}')
+    parser.add_argument('--no-compile', action='store_true',
+                        help='leave out the +compile rows')
+    parser.add_argument('--compile-backend', default='inductor',
+                        help='torch.compile backend of the +compile rows '
+                        '(default inductor; aot_eager compiles in seconds, '
+                        'for checking the tool)')
     parser.add_argument('--compile-deploy', action='store_true',
                         help='add ours-deploy+compile (inductor, frozen '
                         'weights, inference)')
     parser.add_argument('--no-onnx', action='store_true',
-                        help='skip the onnxruntime row')
+                        help='leave out the onnxruntime row')
     parser.add_argument('--modes', default='infer,train')
-    parser.add_argument('--rows', default=None,
-                        help='comma-separated subset of the rows')
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--json', default=None, help='write results here')
     args = parser.parse_args(argv)
     args.modes = [m for m in args.modes.split(',') if m]
     if not args.modes or set(args.modes) - {'infer', 'train'}:
         parser.error(f'--modes takes infer and/or train, got {args.modes}')
+    if args.gpu_table and args.detector:
+        parser.error('--gpu-table runs the detectors itself; use --items')
+    gpu = bool(args.gpu_table)
+    args.device = args.device or ('cuda' if gpu else 'cpu')
+    args.dtype = args.dtype or ('bf16' if gpu else 'fp32')
     if args.detector:
         args.modes = ['train']
-    args.batch = args.batch or (2 if args.detector else 8)
-    args.size = args.size or (512 if args.detector else 224)
-    if args.reps < 1 or args.warmup < 0 or args.batch < 1 or args.size < 32:
+    if args.batch is not None and args.batch < 1 or \
+            args.size is not None and args.size < 32 or \
+            args.reps < 1 or args.warmup < 0:
         parser.error('need --reps >= 1, --warmup >= 0, --batch >= 1, '
                      '--size >= 32')
+    args.items = _subset(parser, '--items', args.items, GPU_TABLE_ITEMS)
+    args.rows = _subset(parser, '--rows', args.rows, KNOWN_ROWS)
     if args.device == 'cuda' and not torch.cuda.is_available():
-        raise ToolError('--device cuda: no CUDA device is available here')
+        raise ToolError('--device cuda: no CUDA device is available here; '
+                        'run on a machine with a GPU, or pass --device cpu '
+                        'for a dry run with a small --batch and --size')
     return args
+
+
+def _subset(parser, flag, value, known):
+    if value is None:
+        return None
+    chosen = [v for v in value.split(',') if v]
+    unknown = [v for v in chosen if v not in known]
+    if unknown or not chosen:
+        parser.error(f'{flag}: unknown {unknown or "empty list"}; choose '
+                     f'from {",".join(known)}')
+    return chosen
+
+
+@contextlib.contextmanager
+def exact_fp32():
+    """The fp32 equality checks in full fp32: on CUDA, cuDNN convolutions
+    default to TF32 (10-bit mantissa), which alone differs by ~1e-3."""
+    matmul = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        with torch.backends.cudnn.flags(
+                enabled=torch.backends.cudnn.enabled, allow_tf32=False):
+            yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = matmul
 
 
 def rel(a, b):
@@ -107,6 +199,7 @@ def rel(a, b):
 
 
 def outputs(model, x, dtype, device):
+    model.eval()
     with torch.inference_mode(), autocast(dtype, device):
         return [o.float() for o in model(x)]
 
@@ -128,7 +221,7 @@ def onnx_row(reference, x, workdir):
         session = ort_session(path)
         return lambda: run_session(session, x_cpu)
     return (lambda: run_session(quiet, x_cpu)), spinning_step, \
-        run_session(quiet, x_cpu)
+        [torch.as_tensor(o).to(x.device) for o in run_session(quiet, x_cpu)]
 
 
 def check_equal(outs, pairs, label):
@@ -144,113 +237,270 @@ def check_equal(outs, pairs, label):
     return diffs
 
 
-def peak_train_mb(step, device):
-    if device == 'cuda':
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-        base = torch.cuda.memory_allocated()
+def _train_pass(model, x, seed):
+    """Outputs, input gradient and parameter gradients (by state-dict key)
+    of a forward and backward pass in training mode, fp32; the loss weighs
+    every output element by a fixed random number."""
+    model.train()
+    model.zero_grad(set_to_none=True)
+    x = x.detach().clone().requires_grad_()
+    outs = [o.float() for o in model(x)]
+    gen = torch.Generator().manual_seed(seed)
+    weights = [torch.randn(o.shape, generator=gen).to(o.device)
+               for o in outs]
+    sum((o * w).sum() for o, w in zip(outs, weights)).backward()
+    state = getattr(model, '_orig_mod', model).state_dict(keep_vars=True)
+    grads = {k: v.grad for k, v in state.items()
+             if isinstance(v, nn.Parameter) and v.requires_grad}
+    model.zero_grad(set_to_none=True)
+    return [o.detach() for o in outs], x.grad, grads
+
+
+def plain_equality(model, plain, x, seed):
+    """Relative differences from the plain formulation in one fp32
+    training pass: outputs (worst), the input gradient, all parameter
+    gradients as one vector (the fp32 promise of tests/test_fast_path.py)
+    and, for information, the worst single parameter gradient among those
+    that are not ~0 by construction."""
+    outs, gx, grads = _train_pass(model, x, seed)
+    outs_p, gx_p, grads_p = _train_pass(plain, x, seed)
+    if set(grads) != set(grads_p):
+        raise ToolError(f'the model and its plain formulation have different '
+                        f'parameters: {sorted(set(grads) ^ set(grads_p))}')
+    keys = sorted(grads_p)
+
+    def grad(g, k):
+        return g[k] if g[k] is not None else torch.zeros_like(grads_p[k])
+    flat = torch.cat([grad(grads, k).flatten() for k in keys])
+    flat_p = torch.cat([grad(grads_p, k).flatten() for k in keys])
+    largest = max(grad(grads_p, k).norm().item() for k in keys)
+    per_tensor = {k: rel(grad(grads, k), grad(grads_p, k)) for k in keys
+                  if grad(grads_p, k).norm().item() > 1e-6 * largest}
+    worst = max(per_tensor, key=per_tensor.get)
+    return dict(outputs=max(rel(a, b) for a, b in zip(outs, outs_p)),
+                input_gradient=rel(gx, gx_p),
+                parameter_gradients=rel(flat, flat_p),
+                worst_parameter=(worst, per_tensor[worst]))
+
+
+def peak_train_mb(step, model, device):
+    """Peak memory of one training step (optimizer state already made)."""
+    if is_cuda(device):
+        torch.cuda.synchronize(device)
+        model.zero_grad(set_to_none=True)  # the step's gradients count
+        torch.cuda.reset_peak_memory_stats(device)
+        base = torch.cuda.memory_allocated(device)
         step()
-        torch.cuda.synchronize()
-        return (torch.cuda.max_memory_allocated() - base) / 2**20
-    step()  # optimizer state exists before the measured step
+        torch.cuda.synchronize(device)
+        return (torch.cuda.max_memory_allocated(device) - base) / 2**20
     with PeakLiveBytes() as meter:
         step()
     return meter.peak / 2**20
 
 
-def run_backbones(args):
-    models = build_backbones(args.arch, args.seed)
-    ref_name = 'mmpretrain' if 'mmpretrain' in models else 'timm'
+def _graph_breaks():
+    from torch._dynamo.utils import counters
+    return sum(counters['graph_break'].values())
+
+
+def _short(error: BaseException) -> str:
+    text = f'{type(error).__name__}: {error}'.strip().splitlines()[0]
+    return text[:200]
+
+
+class FirstCalls:
+    """The untimed first calls of the compiled rows: their time (the
+    compilation) and graph breaks are recorded; a failure in eval mode
+    drops the row, one in training mode its training step."""
+
+    def __init__(self):
+        self.seconds, self.breaks, self.failed = {}, {}, {}
+
+    def has_failed(self, name, mode='infer'):
+        return name in self.failed or (
+            mode == 'train' and f'{name} (train)' in self.failed)
+
+    def run(self, name, fn, mode='infer'):
+        """``fn()``'s result, or None when ``name`` is a compiled row that
+        failed in ``mode`` (now or earlier)."""
+        if self.has_failed(name, mode):
+            return None
+        if '+compile' not in name:
+            return fn()
+        breaks = _graph_breaks()
+        result = []
+        try:
+            ms = time_ms(lambda: result.append(fn()), 'cpu')
+        except Exception as e:  # noqa: BLE001 (any compiler error)
+            key = name if mode == 'infer' else f'{name} (train)'
+            self.failed[key] = _short(e)
+            print(f'{key}: FAILED ({self.failed[key]})')
+            return None
+        self.seconds[name] = self.seconds.get(name, 0.) + ms / 1e3
+        self.breaks[name] = self.breaks.get(name, 0) + _graph_breaks() - \
+            breaks
+        return result[0]
+
+
+def select_rows(args, defaults):
+    rows = list(args.rows or defaults)
+    if args.no_compile:
+        rows = [r for r in rows if '+compile' not in r]
+    if args.no_onnx or 'infer' not in args.modes:
+        rows = [r for r in rows if r != 'onnxruntime']
+    if args.compile_deploy and 'ours-deploy+compile' not in rows:
+        rows.append('ours-deploy+compile')
+    return rows
+
+
+def run_backbones(args, wanted=None):
+    wanted = wanted or select_rows(args, DEFAULT_ROWS)
+    eager = build_backbones(args.arch, args.seed)
+    ref_name = 'mmpretrain' if 'mmpretrain' in eager else 'timm'
     fmt = torch.channels_last if args.channels_last else torch.contiguous_format
     gen = torch.Generator().manual_seed(args.seed + 3)
     x = torch.randn(args.batch, 3, args.size, args.size, generator=gen)
     x = x.to(args.device).contiguous(memory_format=fmt)
-    for m in models.values():
+    for m in eager.values():
         m.to(args.device, memory_format=fmt)
-    if args.rows:
-        keep = set(args.rows.split(','))
-        models = {k: v for k, v in models.items() if k in keep}
+    models = {n: m for n, m in eager.items() if n in wanted}
+    for base in COMPILABLE + ('ours-deploy', ):
+        name = f'{base}+compile'
+        if name in wanted and base in eager:
+            models[name] = compiled(eager[base], base == 'ours-deploy',
+                                    args.compile_backend)
 
-    outs = {n: outputs(m, x, 'fp32', args.device) for n, m in models.items()}
-    steps = {}
-    with tempfile.TemporaryDirectory() as workdir:
-        if not args.no_onnx and 'infer' in args.modes and \
-                (not args.rows or 'onnxruntime' in args.rows):
-            print(f'exporting {ref_name} to ONNX for onnxruntime')
-            ort_step, ort_spinning, outs['onnxruntime'] = onnx_row(
-                models[ref_name], x, workdir)
-            steps['onnxruntime'] = dict(infer=ort_step)
-        pairs = [('ours', 'mmpretrain'), ('ours-plain', 'mmpretrain'),
-                 ('ours-raw', 'timm'), ('ours-deploy', 'ours'),
-                 ('onnxruntime', ref_name)]
-        diffs = check_equal(outs, pairs, 'fp32')
-        bf16 = None
-        if args.dtype != 'fp32':  # the deviation of the low-precision path
-            low = {n: outputs(m, x, args.dtype, args.device)
-                   for n, m in models.items()}
-            bf16 = {n: max(rel(p, q) for p, q in zip(low[n], outs[n]))
-                    for n in low}
-            for n, d in bf16.items():
-                print(f'{args.dtype} vs fp32, {n}: relative deviation {d:.2e}')
+    first = FirstCalls()
+    outs = {}
+    for name, m in models.items():
+        with exact_fp32():
+            got = first.run(name, lambda: outputs(m, x, 'fp32', args.device))
+        if got is not None:
+            outs[name] = got
+    steps, ort_spinning = {}, None
+    workdir = tempfile.TemporaryDirectory()
+    if 'onnxruntime' in wanted:
+        print(f'exporting {ref_name} to ONNX for onnxruntime')
+        ort_step, ort_spinning, outs['onnxruntime'] = onnx_row(
+            eager[ref_name], x, workdir.name)
+        steps['onnxruntime'] = dict(infer=ort_step)
+    pairs = [('ours', 'mmpretrain'), ('ours-plain', 'mmpretrain'),
+             ('ours', 'ours-plain'), ('ours-raw', 'timm'),
+             ('ours-deploy', 'ours'), ('onnxruntime', ref_name)] + \
+        [(n, n.split('+')[0]) for n in models if '+compile' in n]
+    diffs = check_equal(outs, pairs, 'fp32')
+    low = None
+    if args.dtype != 'fp32':  # the deviation of the low-precision path
+        low = {}
+        for n, m in models.items():
+            got = first.run(n, lambda: outputs(m, x, args.dtype, args.device))
+            if got is not None:
+                low[n] = max(rel(p, q) for p, q in zip(got, outs[n]))
+                print(f'{args.dtype} vs fp32, {n}: relative deviation '
+                      f'{low[n]:.2e}')
 
-        peak, saved = {}, {}
-        for name, m in models.items():
-            if args.compile:
-                m = torch.compile(m)
-            steps[name] = backbone_steps(m, x, args.dtype, args.device)
-            if name in INFER_ONLY:
-                del steps[name]['train']
-            elif 'train' in args.modes:
-                peak[name] = peak_train_mb(steps[name]['train'], args.device)
-                models[name].train()
+    # issue 11: ours (and, in fp32 runs, ours compiled) against the plain
+    # formulation, outputs and gradients in fp32
+    equality = {}
+    if 'train' in args.modes:
+        plain = eager['ours-plain']
+        for n in ('ours', 'ours+compile'):
+            if n in models and (n == 'ours' or args.dtype == 'fp32'):
+                with exact_fp32():
+                    got = first.run(n, lambda: plain_equality(
+                        models[n], plain, x, args.seed), 'train')
+                if got is not None:
+                    equality[n] = got
+                    print(f'fp32 train pass, {n} vs ours-plain: outputs '
+                          f'{got["outputs"]:.2e}, input gradient '
+                          f'{got["input_gradient"]:.2e}, parameter '
+                          f'gradients {got["parameter_gradients"]:.2e} '
+                          f'(worst tensor {got["worst_parameter"][0]}: '
+                          f'{got["worst_parameter"][1]:.2e})')
+
+    peak, saved, floor_info = {}, {}, {}
+    for name, m in models.items():
+        if name in first.failed:
+            continue
+        steps[name] = backbone_steps(m, x, args.dtype, args.device)
+        if name in INFER_ONLY:
+            del steps[name]['train']
+        for mode in args.modes:  # compiles the dtype's graphs; AdamW state
+            if mode in steps[name]:
+                first.run(name, steps[name][mode], mode)
+                if first.has_failed(name, mode):
+                    del steps[name][mode]
+        if not steps[name]:
+            del steps[name]
+            continue
+        if 'train' in args.modes and 'train' in steps[name] and (
+                is_cuda(args.device) or '+compile' not in name):
+            peak[name] = peak_train_mb(steps[name]['train'], m, args.device)
+            if '+compile' not in name:
+                m.train()
                 with autocast(args.dtype, args.device):
                     saved[name] = saved_activation_bytes(
-                        lambda: models[name](x), models[name].parameters())
-        if args.compile_deploy and 'ours-deploy' in models:
-            compiled = torch.compile(models['ours-deploy'],
-                                     options={'freezing': True})
-            got = outputs(compiled, x, 'fp32', args.device)
-            d = max(rel(p, q) for p, q in zip(got, outs['ours']))
-            print(f'fp32: ours-deploy+compile vs ours: relative difference '
-                  f'{d:.2e}')
-            if d > TOL:
-                raise ToolError(f'compiled deploy model differs by {d:.2e}')
-            steps['ours-deploy+compile'] = backbone_steps(
-                compiled, x, args.dtype, args.device)
-            del steps['ours-deploy+compile']['train']
-        timed = interleaved_medians(steps, args.modes, args.reps, args.warmup,
-                                    args.device)
-        if 'onnxruntime' in steps:
-            print('onnxruntime with its default (spinning) threads, alone')
-            alone = {'onnxruntime (spinning, alone)': dict(
-                infer=ort_spinning())}
-            timed.update(interleaved_medians(alone, ['infer'], args.reps,
-                                             args.warmup))
-            steps.update(alone)
+                        lambda: m(x), m.parameters())
+    floors = [n for n in ('floor', 'floor+convs') if n in wanted]
+    if floors:  # the products of the plain formulation, autocast's dtype
+        recorded = record_gemms(eager['ours-plain'].eval(), x)
+        dtype = torch.float32 if args.dtype == 'fp32' else \
+            torch.float16 if args.dtype == 'amp' and is_cuda(args.device) \
+            else torch.bfloat16
+        for name in floors:
+            gemms = recorded['gemm'] + (recorded['conv'] if name ==
+                                        'floor+convs' else Counter())
+            steps[name] = {m: s for m, s in gemm_floor_steps(
+                gemms, dtype, args.device).items() if m in args.modes}
+            floor_info[name] = dict(
+                gemms=len(gemms), products=sum(gemms.values()),
+                infer_gflop=gemm_flops(gemms, False) / 1e9,
+                train_gflop=gemm_flops(gemms, True) / 1e9)
+    timed = interleaved_medians(steps, args.modes, args.reps, args.warmup,
+                                args.device)
+    if ort_spinning is not None:
+        print('onnxruntime with its default (spinning) threads, alone')
+        alone = {'onnxruntime (spinning, alone)': dict(infer=ort_spinning())}
+        timed.update(interleaved_medians(alone, ['infer'], args.reps,
+                                         args.warmup))
+        steps.update(alone)
+    workdir.cleanup()
 
     rows = {}
-    for name in steps:
+    for name in sorted(steps, key=lambda n: wanted.index(n) if n in wanted
+                       else len(wanted)):
         r = {f'{m}_ms': t['median_ms'] for m, t in timed[name].items()}
         r.update({f'{m}_ms_all': t['all_ms'] for m, t in timed[name].items()})
+        r['output_norms'] = has_output_norms(name, ref_name)
         if name in peak:
             r['peak_train_mb'] = peak[name]
+        if name in saved:
             r['saved_activations_mb'] = saved[name] / 2**20
+        if name in first.seconds:
+            r['compile_s'] = first.seconds[name]
+            r['graph_breaks'] = first.breaks[name]
         rows[name] = r
     targets = BACKBONE_TARGETS['onnxruntime'] + BACKBONE_TARGETS[ref_name]
-    extra = dict(max_rel_diff_fp32=diffs, low_precision_rel_deviation=bf16,
-                 reference=ref_name)
+    extra = dict(max_rel_diff_fp32=diffs, low_precision_rel_deviation=low,
+                 reference=ref_name, failed_rows=first.failed,
+                 plain_equality_detail=equality,
+                 plain_equality={n: max(e['outputs'], e['input_gradient'],
+                                        e['parameter_gradients'])
+                                 for n, e in equality.items()},
+                 floor=floor_info)
     return rows, targets, extra
 
 
-def run_detectors(args):
-    models = build_detectors(args.detector, args.seed)
-    inputs, samples = detector_batch(args.detector, args.batch, args.size,
-                                     args.seed)
-    inputs = inputs.to(args.device)
+def run_detectors(args, kind=None, batch=None, size_hw=None):
+    kind = kind or args.detector
+    models = build_detectors(kind, args.seed)
+    inputs, samples = detector_batch(kind, batch or args.batch,
+                                     size_hw or args.size, args.seed,
+                                     args.device)
     losses = {}
     for name, m in models.items():
         m.to(args.device).train()
-        with torch.no_grad():
+        with torch.no_grad(), exact_fp32():
             torch.manual_seed(args.seed)
             loss, _ = m.parse_losses(m.loss(inputs, samples))
         losses[name] = loss.item()
@@ -258,42 +508,103 @@ def run_detectors(args):
     print(f'loss ours {losses["ours"]:.6f}, mmpretrain backbone '
           f'{losses["mmpretrain"]:.6f}: relative difference {d:.2e}')
     if d > TOL:
-        raise ToolError(f'the two {args.detector} models disagree ({d:.2e})')
+        raise ToolError(f'the two {kind} models disagree ({d:.2e})')
     steps, peak = {}, {}
     for name, m in models.items():
-        steps[name] = detector_steps(torch.compile(m) if args.compile else m,
-                                     inputs, samples, args.dtype, args.device)
-        peak[name] = peak_train_mb(steps[name]['train'], args.device)
+        steps[name] = detector_steps(m, inputs, samples, args.dtype,
+                                     args.device)
+        steps[name]['train']()  # optimizer state exists before the peak
+        peak[name] = peak_train_mb(steps[name]['train'], m, args.device)
     timed = interleaved_medians(steps, ['train'], args.reps, args.warmup,
                                 args.device)
     rows = {n: dict(train_ms=timed[n]['train']['median_ms'],
                     train_ms_all=timed[n]['train']['all_ms'],
                     peak_train_mb=peak[n]) for n in steps}
-    return rows, DETECTOR_TARGETS[args.detector], dict(
-        loss_rel_diff=d, losses=losses)
+    return rows, DETECTOR_TARGETS[kind], dict(loss_rel_diff=d, losses=losses)
+
+
+def environment(args):
+    return dict(
+        torch=torch.__version__, threads=torch.get_num_threads(),
+        machine=platform.machine(), python=platform.python_version(),
+        processor=platform.processor(),
+        device=(torch.cuda.get_device_name() if is_cuda(args.device)
+                else f'CPU, {os.cpu_count()} cores'))
+
+
+def gpu_table(args):
+    """Issue 10's table, item by item into ``args.gpu_table`` (resumable)."""
+    path = args.gpu_table
+    table = dict(items={})
+    if os.path.exists(path):
+        with open(path) as f:
+            table = json.load(f)
+    items = args.items or list(GPU_TABLE_ITEMS)
+    for item in items:
+        if item in table['items']:
+            print(f'{item}: already in {path}, kept (delete it there to '
+                  'measure again)')
+            continue
+        item_args = copy.copy(args)
+        if item in DETECTORS:
+            batch, size_hw = detector_training_input(item)
+            batch = args.batch or batch
+            size_hw = (args.size, args.size) if args.size else size_hw
+            item_args.modes = ['train']
+            print(f'\n=== {item}: {batch} x {size_hw[0]}x{size_hw[1]}')
+            rows, targets, extra = run_detectors(item_args, item, batch,
+                                                 size_hw)
+            config = dict(batch=batch, size_hw=list(size_hw))
+            kind = 'detector'
+        else:
+            item_args.arch = item
+            item_args.batch = args.batch or 128
+            item_args.size = args.size or 224
+            print(f'\n=== {item}: {item_args.batch} x {item_args.size}²')
+            rows, _, extra = run_backbones(
+                item_args, select_rows(item_args, GPU_TABLE_ROWS))
+            config = dict(batch=item_args.batch, size=item_args.size)
+            kind = 'backbone'
+            targets = None
+        res = dict(kind=kind, config=config, rows=rows, **extra)
+        res['targets'] = check_targets(res, targets) if targets else \
+            gpu_table_targets(res)
+        table['items'][item] = res
+        torch._dynamo.reset()  # the item's compiled graphs and models go
+        gc.collect()
+        if is_cuda(args.device):
+            torch.cuda.empty_cache()
+        table.update(dtype=args.dtype, device=args.device,
+                     reps=args.reps, environment=environment(args))
+        with open(path, 'w') as f:
+            json.dump(table, f, indent=2)
+        print(f'{item} written to {path}')
+    print(f'\nGPU table: {table.get("environment", {}).get("device")}, '
+          f'{args.dtype}, medians of {args.reps}')
+    print(format_gpu_table(table))
+    return table
 
 
 def main(argv=None):
     with exit_on_tool_error('benchmark.py'):
         args = parse_args(argv)
         torch.manual_seed(args.seed)
+        if args.gpu_table:
+            return gpu_table(args)
+        args.batch = args.batch or (2 if args.detector else 8)
+        args.size = args.size or (512 if args.detector else 224)
         rows, targets, extra = (run_detectors if args.detector
                                 else run_backbones)(args)
         results = dict(
             config={k: v for k, v in vars(args).items() if k != 'json'},
-            environment=dict(
-                torch=torch.__version__, threads=torch.get_num_threads(),
-                machine=platform.machine(), python=platform.python_version(),
-                processor=platform.processor(),
-                device=(torch.cuda.get_device_name() if args.device == 'cuda'
-                        else f'CPU, {os.cpu_count()} cores')),
-            rows=rows, **extra)
+            environment=environment(args), rows=rows, **extra)
         results['targets'] = check_targets(results, targets)
+        if not args.detector:
+            results['targets'] += issue11_targets(results)
         what = args.detector or args.arch
         print(f'\n{what}  batch {args.batch}  {args.size}x{args.size}  '
               f'{args.dtype}  {args.device}'
-              f'{"  channels_last" if args.channels_last else ""}'
-              f'{"  compiled" if args.compile else ""}  '
+              f'{"  channels_last" if args.channels_last else ""}  '
               f'{torch.get_num_threads()} threads  median of {args.reps}')
         print(format_table(results))
         if args.json:
