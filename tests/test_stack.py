@@ -71,3 +71,16 @@ def test_install_help_names_the_switches():
     assert proc.returncode == 0
     for switch in ('--stack', '--cuda', '--cuda-arch', '--cuda-home', '--venv'):
         assert switch in proc.stdout
+
+
+def test_safe_globals_wrapper_only_where_mmengine_needs_it():
+    """mmengine 0.10.7 calls torch.load without weights_only (torch>=2.6
+    then refuses Runner checkpoints): its local loader is wrapped. The fork
+    passes weights_only with its own allowlist: left as it is."""
+    from mmengine.runner.checkpoint import CheckpointLoader
+
+    from mmpoolformer.checkpoint.torch_load import mmengine_handles_weights_only
+    loader = CheckpointLoader._get_checkpoint_loader('/local/file.pth')
+    wrapped = getattr(loader, 'mmpoolformer_wrapped', False)
+    assert wrapped != mmengine_handles_weights_only()
+    assert wrapped == (installed_stack() == 'openmmlab')

@@ -14,8 +14,12 @@ We keep ``weights_only`` on and allow exactly these globals, and only inside
 mmengine's loader for local files (re-registered through its public
 ``CheckpointLoader.register_scheme``). A plain ``torch.load`` elsewhere keeps
 torch's default allowlist.
+
+Where mmengine passes ``weights_only`` itself with an allowlist of its own
+(the maintained onedl fork, onedl-mmengine 0.10.8+), nothing is wrapped.
 """
 import functools
+import inspect
 
 import numpy as np
 import torch
@@ -37,12 +41,24 @@ def mmengine_safe_globals() -> list:
             multiarray._reconstruct, multiarray.scalar, *numpy_dtypes]
 
 
+def mmengine_handles_weights_only() -> bool:
+    """Whether mmengine's checkpoint module passes ``weights_only`` to
+    ``torch.load`` itself (the onedl fork does; mmengine 0.10.7 does not)."""
+    from mmengine.runner import checkpoint
+    try:
+        return 'weights_only' in inspect.getsource(checkpoint)
+    except (OSError, TypeError):  # no source installed: wrap to be safe
+        return False
+
+
 def register_mmengine_safe_globals() -> None:
     """Wrap mmengine's local-file loader in ``torch.serialization.safe_globals``
-    (idempotent; a no-op on torch without weights-only allowlists)."""
+    where mmengine needs it (idempotent; a no-op on torch without weights-only
+    allowlists and on an mmengine that handles them itself)."""
     safe_globals = getattr(torch.serialization, 'safe_globals', None)
     local_loader = CheckpointLoader._get_checkpoint_loader('/local/file.pth')
-    if safe_globals is None or getattr(local_loader, 'mmpoolformer_wrapped', False):
+    if safe_globals is None or getattr(local_loader, 'mmpoolformer_wrapped', False) \
+            or mmengine_handles_weights_only():
         return
     allowed = mmengine_safe_globals()
 
