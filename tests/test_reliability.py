@@ -10,6 +10,7 @@ byte-identical.
 """
 import hashlib
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -62,7 +63,8 @@ randomness = dict(seed=0)
 
 
 def write_configs(tmp_path, keep):
-    """``train.py`` (the base) and ``crash_N_<half|all>.py`` variants."""
+    """Synthetic ImageNet-layout data and the base config ``tiny_cls.py``
+    (:func:`crash_config` derives the crashing variants)."""
     root = tmp_path / 'data'
     write_imagenet_shapes(root, num_train_per_class=4, num_val_per_class=1,
                           image_size=32)
@@ -158,7 +160,6 @@ def user_files(work_dir):
 
 def trained_iters(log):
     """The 1-based iterations a run logged, e.g. ``Iter(train) [3/8]``."""
-    import re
     return [int(i) for i in re.findall(r'Iter\(train\) \[\s*(\d+)/\d+\]',
                                        log)]
 
@@ -222,8 +223,9 @@ def test_truncated_latest_checkpoint_falls_back_to_the_previous(tmp_path):
 
 def test_stale_partial_checkpoints_are_removed_and_live_ones_kept(tmp_path):
     from mmpoolformer.utils.io import partial_name, remove_stale_partials
-    dead = subprocess.run([sys.executable, '-c', 'import os; print(os.getpid())'],
-                          capture_output=True, text=True).stdout.strip()
+    dead = subprocess.run(  # a process that has ended
+        [sys.executable, '-c', 'import os; print(os.getpid())'],
+        capture_output=True, text=True).stdout.strip()
     mine = Path(partial_name(tmp_path / 'iter_8.pth'))
     stale = mine.with_name(mine.name.replace(f'.{os.getpid()}.', f'.{dead}.'))
     for path in (mine, stale):

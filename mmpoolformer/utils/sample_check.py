@@ -198,7 +198,8 @@ def check_coco(key, ds, scope, filter_empty):
              for img in content['images']}
     unknown, degenerate, usable = Counter(), Counter(), set()
     for ann in content['annotations']:
-        image = files.get(ann.get('image_id'), f'image id {ann.get("image_id")}')
+        image_id = ann.get('image_id')
+        image = files.get(image_id, f'image id {image_id}')
         if ann.get('category_id') not in known_ids:
             unknown[image] += 1
             continue
