@@ -88,6 +88,18 @@ def test_exact_in_float64(name):
 
 
 @pytest.mark.parametrize('name', sorted(MODELS))
+def test_inference_exact_in_float64(name):
+    """The inference kernels (no autograd: norm affines applied in the
+    normalisation pass, activations and residuals fused into the GEMMs)."""
+    fast, plain = pair(name, torch.float64)
+    fast.eval(), plain.eval()
+    x = torch.randn(*SIZES.get(name, (2, 3, 71, 97)), dtype=torch.float64)
+    with torch.no_grad():
+        for a, b in zip(fast(x), plain(x)):
+            assert rel_error(a, b) <= 1e-10
+
+
+@pytest.mark.parametrize('name', sorted(MODELS))
 def test_within_1e5_in_float32(name):
     """The promised fp32 tolerance: outputs, the input gradient and all
     parameter gradients (as one vector) within 1e-5 relative."""

@@ -260,24 +260,18 @@ class NormMlp(torch.autograd.Function):
 
 def _normalised(y: Tensor, norm: Optional[str], eps: float,
                 gamma: Optional[Tensor], beta: Optional[Tensor]) -> Tensor:
-    """The norm with its affine, in one pass over ``y`` after the
-    statistics (the affine costs nothing extra)."""
+    """The norm with its affine; the affine in place, in one pass (a
+    fraction of folding it into the GEMM weight at every call)."""
     if norm == 'layer':
         return F.layer_norm(y, y.shape[-1:], gamma, beta, eps)
     if norm != 'group':
         return y
-    if gamma is None and beta is None:
-        return F.layer_norm(y, y.shape[1:], eps=eps)
-    var, mean = torch.var_mean(y.reshape(y.shape[0], -1), 1, correction=0)
-    scale = (var + eps).rsqrt()[:, None]                     # (B, 1)
-    shift = -mean[:, None] * scale
+    xn = F.layer_norm(y, y.shape[1:], eps=eps)
+    if gamma is not None and beta is not None:
+        return torch.addcmul(beta, xn, gamma, out=xn)
     if gamma is not None:
-        scale = scale * gamma
-        shift = shift * gamma
-    if beta is not None:
-        shift = shift + beta
-    view = (y.shape[0], ) + (1, ) * (y.dim() - 2) + (-1, )
-    return torch.addcmul(shift.view(view), y, scale.expand(shift.shape).view(view))
+        return xn.mul_(gamma)
+    return xn if beta is None else xn.add_(beta)
 
 
 def norm_mlp(y: Tensor, w1: Tensor, b1: Optional[Tensor], w2: Tensor,
