@@ -13,10 +13,10 @@ except ImportError as exc:  # name the two stacks rather than one package
     raise ImportError(f'mmpoolformer needs mmengine and mmcv ({exc}); '
                       f'{INSTALL_HINT}.') from exc
 
+from . import models  # noqa: F401,E402  (registers the backbones)
 from .checkpoint.torch_load import register_mmengine_safe_globals  # noqa: E402
 from .registry import MODELS, share_with_scopes  # noqa: E402
 from .version import __version__  # noqa: E402
-from . import models  # noqa: F401,E402  (registers the backbones)
 
 
 def register_all_modules() -> None:

@@ -12,9 +12,15 @@ import copy
 import pytest
 import torch
 
-from mmpoolformer.models import (CAFormer, ConvFormer, IdentityFormer,
-                                 PoolFormer, PoolFormerV2, RandFormer,
-                                 RIFormer)
+from mmpoolformer.models import (
+    CAFormer,
+    ConvFormer,
+    IdentityFormer,
+    PoolFormer,
+    PoolFormerV2,
+    RandFormer,
+    RIFormer,
+)
 
 from helpers import randomise_, rel_error
 

@@ -79,7 +79,8 @@ ABLATIONS = {
 # 77.2, the base config)
 EPOCHS = {400: 77.5, 500: 77.9, 1000: 78.4, 1500: 78.6, 2000: 78.8,
           2500: 78.8, 3000: 78.8}
-P, A, I, F = 'Pooling', 'Attention', 'IdentityMixer', 'SpatialFC'
+# one-letter mixer names keep the per-stage tables below readable
+P, A, I, F = 'Pooling', 'Attention', 'IdentityMixer', 'SpatialFC'  # noqa: E741
 GN, LN = ('GroupNorm1', 1e-5), ('LayerNorm2d', 1e-5)
 # variant: (mixer per stage, (block norm, eps), MLP activation, pool size)
 ABLATION_STRUCTURE = {

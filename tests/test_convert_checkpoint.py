@@ -19,8 +19,7 @@ import torch
 import torch.nn as nn
 
 from mmpoolformer import models
-from mmpoolformer.checkpoint import (FAMILIES, CheckpointMismatchError,
-                                     detect_format)
+from mmpoolformer.checkpoint import FAMILIES, CheckpointMismatchError, detect_format
 
 from helpers import load_tool, official_layout, randomise_
 
@@ -388,9 +387,10 @@ def test_official_hybrid_checkpoint_round_trip(variant, stage, slot, shape,
     convert_classifier (whole classifier), and the model then computes what
     the weights' owner computed, at 224 and at another input size."""
     from mmengine.config import Config
-    from mmpoolformer.checkpoint.convert import convert_classifier
     from test_configs import CONFIG_DIR
     from test_configs import build as build_config
+
+    from mmpoolformer.checkpoint.convert import convert_classifier
 
     def classifier(init_cfg=None):
         cfg = Config.fromfile(str(CONFIG_DIR / 'ablations' /

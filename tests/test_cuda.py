@@ -241,11 +241,18 @@ def test_detectors_loss_backward_predict(config, tier_device):
 
 def test_runner_iterations_with_amp(tmp_path, tier_device):
     needs_cuda(tier_device)  # tools/train.py refuses --amp without a GPU
-    from test_training import (read_test_metrics, run_tool, scalars,
-                               schedule_opts, task_opts, write_coco)
     from mmengine.runner.checkpoint import CheckpointLoader
 
     from mmpoolformer import register_all_modules
+
+    from test_training import (
+        read_test_metrics,
+        run_tool,
+        scalars,
+        schedule_opts,
+        task_opts,
+        write_coco,
+    )
     register_all_modules()
     config, opts = task_opts('retinanet', write_coco(tmp_path / 'data'))
     work_dir = tmp_path / 'work'

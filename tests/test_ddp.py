@@ -60,8 +60,7 @@ def free_port():
 
 
 def test_two_process_ddp_keeps_ranks_in_sync(tmp_path):
-    from test_training import (read_test_metrics, run_tool, schedule_opts,
-                               task_opts, write_imagenet)
+    from test_training import read_test_metrics, run_tool, schedule_opts, task_opts, write_imagenet
     data_root = write_imagenet(tmp_path / 'data')  # 2 images per class
     config, opts = task_opts('cls', data_root)
     derived = tmp_path / 'ddp_cfg.py'

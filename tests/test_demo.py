@@ -46,6 +46,7 @@ def test_demo_schedule_is_valid_for_any_length(iters, tmp_path):
     import torch
     from mmengine.optim import build_optim_wrapper
     from mmengine.registry import PARAM_SCHEDULERS
+
     from helpers import load_tool
     demo = load_tool('demo.py')
     cfg = demo.common_overrides(str(tmp_path), iters)

@@ -11,11 +11,11 @@ import pytest
 import torch
 import torch.nn as nn
 
-from helpers import load_tool, randomise_, tool_error
-from mmpoolformer.deployment import (ExportGroupNorm, export_onnx,
-                                     ort_session, run_session, verify)
+from mmpoolformer.deployment import ExportGroupNorm, export_onnx, ort_session, run_session, verify
 from mmpoolformer.models import PoolFormer
 from mmpoolformer.utils import ToolError
+
+from helpers import load_tool, randomise_, tool_error
 
 ROOT = Path(__file__).resolve().parents[1]
 ARCH = dict(depths=[1, 1, 1, 1], embed_dims=[16, 32, 48, 64])

@@ -15,15 +15,17 @@ from pathlib import Path
 import pytest
 import torch
 from mmengine.config import Config
+from test_configs import build
 
 import mmpoolformer
 from mmpoolformer.models.classifiers.riformer_distiller import (
-    RIFormerDistiller, channel_relation, soft_kd_loss)
-from test_configs import build
-from test_training import (cls_opts, run_tool, scalars, schedule_opts,
-                           write_imagenet)
+    RIFormerDistiller,
+    channel_relation,
+    soft_kd_loss,
+)
 
 from helpers import TINY, randomise_, rel_error
+from test_training import cls_opts, run_tool, scalars, schedule_opts, write_imagenet
 
 ROOT = Path(__file__).resolve().parents[1]
 DISTILL = ROOT / 'configs' / 'metaformer' / 'riformer_s12_distill_in1k.py'

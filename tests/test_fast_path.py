@@ -11,9 +11,16 @@ import copy
 import pytest
 import torch
 
-from mmpoolformer.models import (CAFormer, ConvFormer, IdentityFormer,
-                                 MetaFormer, PoolFormer, PoolFormerV2,
-                                 RandFormer, RIFormer)
+from mmpoolformer.models import (
+    CAFormer,
+    ConvFormer,
+    IdentityFormer,
+    MetaFormer,
+    PoolFormer,
+    PoolFormerV2,
+    RandFormer,
+    RIFormer,
+)
 from mmpoolformer.models.backbones import fused_ops
 
 from helpers import randomise_, rel_error
@@ -231,8 +238,7 @@ def test_one_switch_swaps_twins_sharing_every_parameter():
     """``fast_path`` converts the blocks and downsamplings to their fused
     twins and back: same Parameter objects, same state dict."""
     from mmpoolformer.models.backbones.blocks import MetaFormerBlock
-    from mmpoolformer.models.backbones.fast_blocks import (FastDownsampling,
-                                                           FastMetaFormerBlock)
+    from mmpoolformer.models.backbones.fast_blocks import FastDownsampling, FastMetaFormerBlock
     from mmpoolformer.models.backbones.layers import Downsampling
     model = MODELS['convformer'](fast_path=False)
     kinds = {type(m) for m in model.modules()}

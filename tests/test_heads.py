@@ -14,16 +14,17 @@ eps these random weights differ by 2e-4 relative).
 import pytest
 import torch
 from mmengine.config import Config
+from test_configs import CONFIG_DIR, build
+from test_convert_checkpoint import (
+    assert_genuine_official,
+    official_metaformer_layout,
+    timm_reference,
+)
 
 import mmpoolformer
-from test_convert_checkpoint import (assert_genuine_official,
-                                     official_metaformer_layout,
-                                     timm_reference)
-from test_configs import CONFIG_DIR, build
-from test_training import (cls_opts, read_test_metrics, run_tool,
-                           write_imagenet)
 
 from helpers import load_tool, randomise_, rel_error
+from test_training import cls_opts, read_test_metrics, run_tool, write_imagenet
 
 converter = load_tool('model_converters/convert_checkpoint.py')
 X = torch.randn(2, 3, 96, 128, generator=torch.Generator().manual_seed(5))

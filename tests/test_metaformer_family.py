@@ -5,8 +5,7 @@ import torch
 
 import mmpoolformer
 from mmpoolformer.models import MetaFormer
-from mmpoolformer.models.backbones.token_mixers import (RandomMixing,
-                                                        resample_token_matrix)
+from mmpoolformer.models.backbones.token_mixers import RandomMixing, resample_token_matrix
 
 from helpers import assert_every_parameter_learns, randomise_
 

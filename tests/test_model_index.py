@@ -12,10 +12,10 @@ import pytest
 import torch
 import yaml
 from mmengine.config import Config
+from test_configs import build, load
 
 import mmpoolformer
 from mmpoolformer.datasets import write_imagenet_shapes
-from test_configs import build, load
 
 from helpers import load_tool
 

@@ -76,6 +76,7 @@ def assert_stages_equal(label, ours, expected, fast_path=False, rel_tol=TOL):
 @FORMULATIONS
 def test_equals_timm_features_only(timm_name, family, arch, fast_path):
     import timm
+
     from mmpoolformer import models
     full = randomise_(timm.create_model(timm_name)).eval()
     fmt, state_dict = convert_to_mmpoolformer(full.state_dict())
@@ -105,6 +106,7 @@ def test_equals_timm_features_only(timm_name, family, arch, fast_path):
 @pytest.mark.parametrize('deploy', [False, True])
 def test_riformer_equals_mmpretrain(deploy, fast_path):
     from mmpretrain.models import RIFormer as MMPretrainRIFormer
+
     from mmpoolformer.models import RIFormer
     ref = randomise_(MMPretrainRIFormer('s12', out_indices=(0, 2, 4, 6)))
     ref.eval()

@@ -284,6 +284,7 @@ def test_empty_history_buffer_loads_weights_only(tmp_path):
 
 def test_checkpoint_hook_name_builds_the_safe_hook():
     import importlib
+
     from mmpoolformer.engine import SafeCheckpointHook
     register_all_modules()
     for scope in ('mmdet', 'mmseg', 'mmpretrain', 'mmengine'):
@@ -309,7 +310,7 @@ def test_unreadable_training_images(tmp_path):
                          prog='train.py')
     assert f'1 image(s) of train_dataloader.dataset are empty (0 bytes):' \
         f'\n    {empty}' in message
-    assert f'are cut short' in message and str(cut) in message
+    assert 'are cut short' in message and str(cut) in message
     assert '--skip-data-check' in message
     assert not (tmp_path / 'w1').exists()  # stopped before the Runner
 

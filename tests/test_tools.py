@@ -282,6 +282,7 @@ def test_dropped_annotations_are_counted(coco):
     """Boxes with w or h <= 0 and unknown category ids: counted, named and
     logged; the run may go on."""
     from mmengine.config import Config
+
     from mmpoolformer.utils import check_samples
     ann = coco / 'annotations' / 'instances_train2017.json'
 
@@ -325,6 +326,7 @@ def test_neck_channels_must_match_the_backbone(coco, tmp_path):
 
 def test_unknown_cfg_options_name_the_nearest_key():
     from mmengine.config import Config
+
     from mmpoolformer.utils.runner import warn_unknown_options
     cfg = Config.fromfile(str(CONFIGS['det']))
     warnings = warn_unknown_options(

@@ -24,9 +24,13 @@ from pathlib import Path
 import pytest
 from mmengine.config import Config
 
-from mmpoolformer.datasets import (SEG_CLASSES, SHAPE_CLASSES,
-                                   write_ade_shapes, write_coco_shapes,
-                                   write_imagenet_shapes)
+from mmpoolformer.datasets import (
+    SEG_CLASSES,
+    SHAPE_CLASSES,
+    write_ade_shapes,
+    write_coco_shapes,
+    write_imagenet_shapes,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZE = 64  # pixels; every transform that sizes images is set to this

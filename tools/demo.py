@@ -25,8 +25,7 @@ from mmengine.runner import Runner
 from mmengine.structures import PixelData
 
 from mmpoolformer import register_all_modules
-from mmpoolformer.datasets import (SEG_CLASSES, SHAPE_CLASSES,
-                                   write_ade_shapes, write_coco_shapes)
+from mmpoolformer.datasets import SEG_CLASSES, SHAPE_CLASSES, write_ade_shapes, write_coco_shapes
 from mmpoolformer.utils.data_check import leaf_datasets
 from mmpoolformer.utils.io import write_image_atomic
 from mmpoolformer.visualization import draw_prediction

@@ -11,14 +11,23 @@ import os.path as osp
 from mmengine.dist import is_main_process
 
 from mmpoolformer import register_all_modules
-from mmpoolformer.utils import (add_common_args, add_dump_metric,
-                                apply_test_args, build_runner, check_datasets,
-                                check_neck_channels, check_samples,
-                                check_work_dir, dataset_errors,
-                                distributed_teardown, exit_on_tool_error,
-                                load_config, parse_args, prepare_distributed)
-from mmpoolformer.utils.io import (check_output_path, commit_partial,
-                                   partial_name)
+from mmpoolformer.utils import (
+    add_common_args,
+    add_dump_metric,
+    apply_test_args,
+    build_runner,
+    check_datasets,
+    check_neck_channels,
+    check_samples,
+    check_work_dir,
+    dataset_errors,
+    distributed_teardown,
+    exit_on_tool_error,
+    load_config,
+    parse_args,
+    prepare_distributed,
+)
+from mmpoolformer.utils.io import check_output_path, commit_partial, partial_name
 
 
 def build_parser():

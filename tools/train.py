@@ -10,13 +10,22 @@ import argparse
 import os.path as osp
 
 from mmpoolformer import register_all_modules
-from mmpoolformer.utils import (add_common_args, apply_train_args,
-                                build_runner, check_datasets,
-                                check_neck_channels, check_samples,
-                                check_work_dir, dataset_errors,
-                                distributed_teardown, exit_on_tool_error,
-                                load_config, parse_args, prepare_distributed,
-                                skip_unreadable_training_images)
+from mmpoolformer.utils import (
+    add_common_args,
+    apply_train_args,
+    build_runner,
+    check_datasets,
+    check_neck_channels,
+    check_samples,
+    check_work_dir,
+    dataset_errors,
+    distributed_teardown,
+    exit_on_tool_error,
+    load_config,
+    parse_args,
+    prepare_distributed,
+    skip_unreadable_training_images,
+)
 
 
 def build_parser():

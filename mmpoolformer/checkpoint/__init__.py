@@ -1,8 +1,20 @@
-from .convert import (FAMILIES, FORMATS, convert_to_mmpoolformer,
-                      detect_format, fit_shapes, infer_families, stage_layout,
-                      unwrap_checkpoint)
-from .loading import (CheckpointMismatchError, check_compatible,
-                      describe_arch, load_backbone_checkpoint, target_shapes)
+from .convert import (
+                      FAMILIES,
+                      FORMATS,
+                      convert_to_mmpoolformer,
+                      detect_format,
+                      fit_shapes,
+                      infer_families,
+                      stage_layout,
+                      unwrap_checkpoint,
+)
+from .loading import (
+                      CheckpointMismatchError,
+                      check_compatible,
+                      describe_arch,
+                      load_backbone_checkpoint,
+                      target_shapes,
+)
 
 __all__ = [
     'FAMILIES', 'FORMATS', 'convert_to_mmpoolformer', 'detect_format',

@@ -5,8 +5,7 @@ import torch.nn as nn
 from mmengine.logging import print_log
 from mmengine.runner.checkpoint import _load_checkpoint
 
-from .convert import (convert_to_mmpoolformer, output_norm_keys,
-                      strip_prefix, unwrap_checkpoint)
+from .convert import convert_to_mmpoolformer, output_norm_keys, strip_prefix, unwrap_checkpoint
 
 
 class CheckpointMismatchError(ValueError):

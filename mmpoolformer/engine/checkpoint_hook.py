@@ -41,10 +41,13 @@ from mmengine.hooks import CheckpointHook
 from mmengine.logging import print_log
 
 from mmpoolformer.registry import HOOKS
-from mmpoolformer.utils.checkpoints import (newest_loadable_checkpoint,
-                                            read_last_checkpoint)
-from mmpoolformer.utils.io import (commit_partial, partial_name,
-                                   remove_stale_partials, write_bytes_atomic)
+from mmpoolformer.utils.checkpoints import newest_loadable_checkpoint, read_last_checkpoint
+from mmpoolformer.utils.io import (
+    commit_partial,
+    partial_name,
+    remove_stale_partials,
+    write_bytes_atomic,
+)
 
 
 @HOOKS.register_module()

@@ -5,10 +5,20 @@ from .checkpoints import checkpoint_problem, newest_loadable_checkpoint
 from .config_check import check_neck_channels, skip_unreadable_training_images
 from .data_check import check_datasets, dataset_errors
 from .errors import DatasetError, ToolError, exit_on_tool_error
-from .runner import (SCOPES, add_common_args, add_dump_metric,
-                     apply_test_args, apply_train_args, build_runner,
-                     check_work_dir, distributed_teardown, load_config,
-                     parse_args, prepare_distributed, require_file)
+from .runner import (
+                     SCOPES,
+                     add_common_args,
+                     add_dump_metric,
+                     apply_test_args,
+                     apply_train_args,
+                     build_runner,
+                     check_work_dir,
+                     distributed_teardown,
+                     load_config,
+                     parse_args,
+                     prepare_distributed,
+                     require_file,
+)
 from .sample_check import check_samples
 
 __all__ = [

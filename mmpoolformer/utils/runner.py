@@ -5,8 +5,8 @@ The flags and their meaning are mmdet 3.x's tools'; the config's
 ``default_scope`` (mmdet, mmseg or mmpretrain) picks the registries, so one
 pair of scripts serves detection, segmentation and classification configs.
 """
-import datetime
 import contextlib
+import datetime
 import difflib
 import glob
 import importlib

@@ -45,16 +45,22 @@ from mmengine.runner.checkpoint import _load_checkpoint
 from mmengine.utils import track_iter_progress
 
 import mmpoolformer
-from mmpoolformer.models import backbones as families
-from mmpoolformer.checkpoint import (CheckpointMismatchError,
-                                     load_backbone_checkpoint,
-                                     unwrap_checkpoint)
-from mmpoolformer.deployment import (DEFAULT_OPSET, ClassifierLogits,
-                                     export_onnx, ort_session, run_session,
-                                     verify)
+from mmpoolformer.checkpoint import (
+    CheckpointMismatchError,
+    load_backbone_checkpoint,
+    unwrap_checkpoint,
+)
+from mmpoolformer.deployment import (
+    DEFAULT_OPSET,
+    ClassifierLogits,
+    export_onnx,
+    ort_session,
+    run_session,
+    verify,
+)
 from mmpoolformer.models import MetaFormer
-from mmpoolformer.utils import (SCOPES, ToolError, exit_on_tool_error,
-                                require_file)
+from mmpoolformer.models import backbones as families
+from mmpoolformer.utils import SCOPES, ToolError, exit_on_tool_error, require_file
 from mmpoolformer.utils.io import atomic_output, check_output_path
 
 EXPORTERS = {'dynamo': 'torch.export-based exporter',

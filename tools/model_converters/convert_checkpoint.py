@@ -36,10 +36,17 @@ from mmengine.utils import track_iter_progress
 
 import mmpoolformer
 from mmpoolformer import models
-from mmpoolformer.checkpoint import (FAMILIES, CheckpointMismatchError,
-                                     check_compatible, convert_to_mmpoolformer,
-                                     fit_shapes, infer_families, stage_layout,
-                                     target_shapes, unwrap_checkpoint)
+from mmpoolformer.checkpoint import (
+    FAMILIES,
+    CheckpointMismatchError,
+    check_compatible,
+    convert_to_mmpoolformer,
+    fit_shapes,
+    infer_families,
+    stage_layout,
+    target_shapes,
+    unwrap_checkpoint,
+)
 from mmpoolformer.checkpoint.convert import convert_classifier
 from mmpoolformer.utils import ToolError, exit_on_tool_error
 from mmpoolformer.utils.checkpoints import torch_file_problem

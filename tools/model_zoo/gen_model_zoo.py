@@ -207,8 +207,9 @@ def update_metadata(index: Path = INDEX, only=None, progress=None):
     """Re-measure the listed models (all by default) and rewrite their
     metafiles. Returns ``{name: (old metadata, new metadata)}`` of the models
     that changed and the metafiles rewritten."""
-    import mmpoolformer
     from mmengine.utils import ProgressBar
+
+    import mmpoolformer
 
     mmpoolformer.register_all_modules()
     metafiles = load_index(index)

@@ -1,7 +1,6 @@
 from .fast_blocks import convert_blocks
 from .metaformer import MetaFormer
-from .metaformer_baselines import (CAFormer, ConvFormer, IdentityFormer,
-                                   PoolFormerV2, RandFormer)
+from .metaformer_baselines import CAFormer, ConvFormer, IdentityFormer, PoolFormerV2, RandFormer
 from .poolformer import PoolFormer
 from .riformer import RIFormer
 

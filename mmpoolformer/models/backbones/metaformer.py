@@ -20,6 +20,7 @@ from mmengine.model import BaseModule
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from mmpoolformer.registry import MODELS
+
 from .blocks import MetaFormerBlock, MetaFormerStage
 from .deploy import fold_block_affines
 from .fast_blocks import convert_blocks

@@ -7,6 +7,7 @@ scale but a residual scale (init 1) in the last two stages. They differ in
 the token mixer and the block norm, as the presets below say.
 """
 from mmpoolformer.registry import MODELS
+
 from .metaformer import MetaFormer
 
 LN_NO_BIAS = dict(type='LayerNorm2d', eps=1e-6, bias=False)

@@ -9,6 +9,7 @@ downsampling. The official layer scale starts at 1e-5 for S12/S24 and at
 from typing import Optional, Union
 
 from mmpoolformer.registry import MODELS
+
 from .metaformer import MetaFormer
 
 DIMS_S, DIMS_M = [64, 128, 320, 512], [96, 192, 384, 768]

@@ -13,6 +13,7 @@ from typing import Union
 import torch
 
 from mmpoolformer.registry import MODELS
+
 from .deploy import fold_affine_mixer
 from .metaformer import MetaFormer
 from .poolformer import PoolFormer

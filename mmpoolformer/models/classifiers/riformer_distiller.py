@@ -29,8 +29,7 @@ from mmengine.runner.checkpoint import _load_checkpoint
 from mmpretrain.models.classifiers import ImageClassifier
 from mmpretrain.registry import MODELS as MMPRETRAIN_MODELS
 
-from mmpoolformer.checkpoint.convert import (convert_classifier,
-                                             unwrap_checkpoint)
+from mmpoolformer.checkpoint.convert import convert_classifier, unwrap_checkpoint
 from mmpoolformer.registry import MODELS
 
 #: imitation terms, named after what they compare block by block
