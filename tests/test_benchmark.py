@@ -1,6 +1,7 @@
 """The benchmark runs end to end on a small input and reports what it
 promises (speed is never asserted here: it lives in the benchmark only)."""
 import json
+import logging
 from collections import Counter
 
 import pytest
@@ -100,6 +101,13 @@ def test_a_failing_compiled_row_is_dropped_not_fatal():
         'ours+compile (train)': 'ZeroDivisionError: division by zero',
         'timm+compile': 'ZeroDivisionError: division by zero'}
     assert first.seconds['ours+compile'] >= 0
+
+    def hits_the_recompile_limit():  # what dynamo logs, then runs eagerly
+        logging.getLogger('torch._dynamo.convert_frame').warning(
+            'torch._dynamo hit config.%s (%s)', 'recompile_limit', 8)
+        return 6
+    assert first.run('mmpretrain+compile', hits_the_recompile_limit) == 6
+    assert first.limit_hits == {'ours+compile': 0, 'mmpretrain+compile': 1}
     with pytest.raises(ZeroDivisionError):  # an eager row's error is a bug
         first.run('timm', lambda: 1 / 0)
 

@@ -217,9 +217,12 @@ def format_table(results) -> str:
         lines.append(f'{name:<{width}}  FAILED: {why}')
     for name, r in results['rows'].items():
         if r.get('compile_s') is not None:
+            hits = r.get('recompile_limit_hits')
             lines.append(f'{name}: first calls (compilation, not timed) '
                          f'{r["compile_s"]:.0f} s, graph breaks '
-                         f'{r.get("graph_breaks", "?")}')
+                         f'{r.get("graph_breaks", "?")}'
+                         + (f', recompile limit hit {hits}x (partly eager)'
+                            if hits else ''))
     lines += [''] + format_floor(results)
     lines += [''] + format_targets(results['targets'])
     return '\n'.join(lines)
