@@ -8,11 +8,14 @@ CUDA_ARCH ?=
 VENV := $(if $(filter onedl,$(STACK)),.venv-onedl,.venv)
 PY := $(VENV)/bin/python
 
-.PHONY: install test demo
+.PHONY: install lint test demo
 install:
 	bash tools/install_env.sh --stack $(STACK) --cuda $(CUDA) $(if $(CUDA_ARCH),--cuda-arch "$(CUDA_ARCH)")
 
-test: install
+lint: install  # ruff: pycodestyle, pyflakes and import order (pyproject.toml)
+	$(PY) -m ruff check .
+
+test: lint
 	$(PY) -m pytest tests -q -p no:cacheprovider
 
 demo: install  # make demo ARGS="--task seg" for Semantic FPN

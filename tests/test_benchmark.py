@@ -5,14 +5,12 @@ import logging
 from collections import Counter
 
 import pytest
-
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from mmpoolformer.benchmark import PeakLiveBytes
-from mmpoolformer.benchmark.floor import (gemm_flops, gemm_floor_steps,
-                                          record_gemms)
+from mmpoolformer.benchmark.floor import gemm_floor_steps, gemm_flops, record_gemms
 from mmpoolformer.benchmark.models import detector_training_input
 from mmpoolformer.benchmark.report import gpu_table_targets, issue11_targets
 

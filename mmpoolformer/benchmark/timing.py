@@ -11,7 +11,6 @@ import statistics
 import time
 
 import torch
-
 from mmengine.utils import track_iter_progress
 
 

@@ -20,8 +20,9 @@ Rows (backbone mode), all computing the same function (checked first):
 * ``timm``: ``timm.create_model(ARCH, features_only=True)``;
 * ``ours+compile``, ``ours-raw+compile``, ``mmpretrain+compile``,
   ``timm+compile``: a copy of the row under ``torch.compile`` (defaults:
-  inductor; ``--compile-backend`` for another). Compilation happens in untimed first calls (equality check,
-  gradient check, one call per mode and dtype) and is reported apart; the
+  inductor; ``--compile-backend`` for another). Compilation happens in
+  untimed first calls (equality check, gradient check, one call per mode and
+  dtype) and is reported apart; the
   warm-up rounds run as for every row. A row that fails to compile is
   reported as FAILED, the others go on;
 * ``onnxruntime``: the reference (mmpretrain's model, else timm's) exported
@@ -69,22 +70,39 @@ from collections import Counter
 import torch
 import torch.nn as nn
 
-from mmpoolformer.benchmark import (ARCHS, DETECTORS, PeakLiveBytes,
-                                    build_backbones, build_detectors,
-                                    saved_activation_bytes)
-from mmpoolformer.benchmark.floor import (gemm_flops, gemm_floor_steps,
-                                          record_gemms)
-from mmpoolformer.benchmark.models import (COMPILABLE, compiled,
-                                           detector_batch,
-                                           detector_training_input,
-                                           has_output_norms)
-from mmpoolformer.benchmark.report import (BACKBONE_TARGETS, DETECTOR_TARGETS,
-                                           check_targets, format_gpu_table,
-                                           format_table, gpu_table_targets,
-                                           issue11_targets)
-from mmpoolformer.benchmark.timing import (autocast, backbone_steps,
-                                           detector_steps, interleaved_medians,
-                                           is_cuda, time_ms)
+from mmpoolformer.benchmark import (
+    ARCHS,
+    DETECTORS,
+    PeakLiveBytes,
+    build_backbones,
+    build_detectors,
+    saved_activation_bytes,
+)
+from mmpoolformer.benchmark.floor import gemm_floor_steps, gemm_flops, record_gemms
+from mmpoolformer.benchmark.models import (
+    COMPILABLE,
+    compiled,
+    detector_batch,
+    detector_training_input,
+    has_output_norms,
+)
+from mmpoolformer.benchmark.report import (
+    BACKBONE_TARGETS,
+    DETECTOR_TARGETS,
+    check_targets,
+    format_gpu_table,
+    format_table,
+    gpu_table_targets,
+    issue11_targets,
+)
+from mmpoolformer.benchmark.timing import (
+    autocast,
+    backbone_steps,
+    detector_steps,
+    interleaved_medians,
+    is_cuda,
+    time_ms,
+)
 from mmpoolformer.utils.errors import ToolError, exit_on_tool_error
 
 TOL = 1e-4  # relative (2-norm) agreement required between rows, fp32
