@@ -426,3 +426,13 @@ def test_official_hybrid_checkpoint_round_trip(variant, stage, slot, shape,
         print(f'{variant} official via init_cfg at {size}: max abs diff '
               f'{diff:.2e}; whole classifier logits {logits:.2e}')
         assert diff <= TOL and logits <= TOL
+
+    # the converter CLI: presets have no position embedding, the config does
+    config = CONFIG_DIR / 'ablations' / f'poolformer_s12_{variant}_in1k.py'
+    dst = tmp_path / 'converted.pth'
+    meta = converter.main([str(src), str(dst), '--config', str(config)])
+    assert meta['source_format'] == 'official'
+    via_cli = classifier(dict(type='Pretrained', checkpoint=str(dst)))
+    x = torch.randn(1, 3, 224, 224, generator=GEN)
+    with torch.no_grad():
+        assert (via_cli.backbone(x)[0] - owner.backbone(x)[0]).abs().max() <= TOL

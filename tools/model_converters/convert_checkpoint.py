@@ -89,6 +89,22 @@ def choose_arch(requested, fmt, state_dict, converted, meta) -> str:
         f'--arch NAME, one of {", ".join(sorted(arch_names()))}.')
 
 
+def backbone_of_config(config: str):
+    """The backbone a config builds (weights untouched), for layouts no
+    preset describes, e.g. the hybrid ablations with position embeddings."""
+    from mmengine.config import Config
+
+    from mmpoolformer.registry import MODELS
+    if not osp.isfile(config):
+        raise ToolError(f'--config {config} is not a file.')
+    backbone = Config.fromfile(config).get('model', {}).get('backbone')
+    if not backbone or not str(backbone.get('type', '')).startswith('mmpoolformer.'):
+        raise ToolError(f'--config {config} has no mmpoolformer backbone '
+                        '(model.backbone.type mmpoolformer.<Family>).')
+    # the scoped type ('mmpoolformer.X') builds ours whatever the default scope
+    return MODELS.build(dict(backbone, init_cfg=None))
+
+
 def check_paths(src: str, dst: str, force: bool) -> None:
     """Refuse before reading anything: the user's files stay untouched."""
     is_url = '://' in src
@@ -114,7 +130,7 @@ def head_of(state_dict) -> dict:
 
 
 def convert(src: str, dst: str, arch=None, progress: bool = False,
-            with_head: bool = False) -> dict:
+            with_head: bool = False, config=None) -> dict:
     problem = None if '://' in src else torch_file_problem(src)
     if problem:
         raise ToolError(f'cannot read {src} as a checkpoint: {problem}. '
@@ -132,14 +148,19 @@ def convert(src: str, dst: str, arch=None, progress: bool = False,
     except (TypeError, ValueError) as err:
         raise ToolError(f'{src}: {err}') from None
     meta = checkpoint.get('meta') if isinstance(checkpoint, dict) else None
-    name = choose_arch(arch, fmt, state_dict, converted,
-                       meta if isinstance(meta, dict) else None)
-    cls_name, preset = arch_names()[name]
-    kwargs = dict(arch=preset, init_cfg=None)
-    if cls_name == 'RIFormer':  # a checkpoint without mixers is deployed
-        kwargs['deploy'] = not any('.token_mixer.affine.' in k
-                                   for k in converted)
-    model = getattr(models, cls_name)(**kwargs)
+    kwargs = {}
+    if config:
+        model = backbone_of_config(config)
+        cls_name, name = type(model).__name__, osp.splitext(osp.basename(config))[0]
+    else:
+        name = choose_arch(arch, fmt, state_dict, converted,
+                           meta if isinstance(meta, dict) else None)
+        cls_name, preset = arch_names()[name]
+        kwargs = dict(arch=preset, init_cfg=None)
+        if cls_name == 'RIFormer':  # a checkpoint without mixers is deployed
+            kwargs['deploy'] = not any('.token_mixer.affine.' in k
+                                       for k in converted)
+        model = getattr(models, cls_name)(**kwargs)
     converted = fit_shapes(converted, target_shapes(model))
     try:
         check_compatible(model, converted, fmt, src)
@@ -159,7 +180,7 @@ def convert(src: str, dst: str, arch=None, progress: bool = False,
     meta = dict(arch=name, type=cls_name, source=src, source_format=fmt,
                 converter='tools/model_converters/convert_checkpoint.py',
                 mmpoolformer_version=mmpoolformer.__version__)
-    if 'deploy' in kwargs:
+    if 'deploy' in kwargs:  # which RIFormer structure DST is for
         meta['deploy'] = kwargs['deploy']
     if with_head:
         meta['with_head'] = True
@@ -181,6 +202,10 @@ def parse_args(argv=None):
         '--arch', help='target backbone, e.g. poolformer_s12, '
         'poolformerv2_s12, convformer_s18, caformer_s18, riformer_s12 '
         '(default: inferred from the keys when only one fits)')
+    parser.add_argument(
+        '--config', help='convert into the backbone of this config instead of '
+        'a preset (e.g. configs/ablations/poolformer_s12_pppa_in1k.py for the '
+        'hybrid releases with a position embedding)')
     parser.add_argument(
         '--with-head', action='store_true',
         help='keep the classifier head: a whole-classifier checkpoint for '
@@ -207,8 +232,10 @@ def main(argv=None) -> dict:
                             f'{", ".join(sorted(arch_names()))}.')
         progress = sys.stdout.isatty() if args.progress is None \
             else args.progress
+        if args.arch and args.config:
+            raise ToolError('give --arch or --config, not both.')
         return convert(args.src, args.dst, args.arch, progress,
-                       args.with_head)
+                       args.with_head, args.config)
 
 
 if __name__ == '__main__':
