@@ -1,4 +1,5 @@
 """Load a backbone checkpoint of any recognised layout into a model."""
+import os
 from typing import Optional
 
 import torch.nn as nn
@@ -18,10 +19,13 @@ class CheckpointFileError(ValueError):
 
 def check_checkpoint_file(filename: str) -> None:
     """Raise :class:`CheckpointFileError` naming ``filename`` if a local file
-    is missing, empty, cut short or no checkpoint at all (torch.load would
-    say e.g. ``KeyError: 101`` for a text file)."""
+    is empty, cut short or no checkpoint at all (torch.load would say e.g.
+    ``KeyError: 101`` for a text file), FileNotFoundError if it is missing."""
     if '://' in str(filename):
         return  # a URL: mmengine downloads and reports it
+    if not os.path.exists(filename):
+        raise FileNotFoundError(f'cannot load checkpoint {filename}: the file '
+                                'does not exist')
     from mmpoolformer.utils.checkpoints import torch_file_problem
     problem = torch_file_problem(str(filename))
     if problem:
