@@ -12,7 +12,11 @@ from typing import Optional
 ORIGINAL_DISTRIBUTIONS = {
     'mmengine': 'mmengine', 'mmcv': 'mmcv', 'mmdet': 'mmdet',
     'mmseg': 'mmsegmentation', 'mmpretrain': 'mmpretrain'}
-FORK_PREFIX = 'onedl-'
+#: import name -> distribution name of the onedl fork
+FORK_DISTRIBUTIONS = {
+    'mmengine': 'onedl-mmengine', 'mmcv': 'onedl-mmcv',
+    'mmdet': 'onedl-mmdetection', 'mmseg': 'onedl-mmsegmentation',
+    'mmpretrain': 'onedl-mmpretrain'}
 
 INSTALL_HINT = ('install a stack with `make install` (original OpenMMLab 2.x) '
                 'or `make install STACK=onedl` (the maintained onedl fork), or '
@@ -30,9 +34,7 @@ def _has_distribution(name: str) -> bool:
 def distribution_of(module: str) -> Optional[str]:
     """The installed distribution that provides ``module`` (one of
     :data:`ORIGINAL_DISTRIBUTIONS`), or None if neither stack's is there."""
-    for name in (ORIGINAL_DISTRIBUTIONS[module],
-                 FORK_PREFIX + ORIGINAL_DISTRIBUTIONS[module],
-                 FORK_PREFIX + module):
+    for name in (ORIGINAL_DISTRIBUTIONS[module], FORK_DISTRIBUTIONS[module]):
         if _has_distribution(name):
             return name
     return None
@@ -44,7 +46,7 @@ def installed_stack() -> str:
     dist = distribution_of('mmengine')
     if dist is None:
         return 'unknown'
-    return 'onedl' if dist.startswith(FORK_PREFIX) else 'openmmlab'
+    return 'onedl' if dist == FORK_DISTRIBUTIONS['mmengine'] else 'openmmlab'
 
 
 def resolve_base_config_packages() -> None:
