@@ -50,7 +50,7 @@ from mmpoolformer.checkpoint import (
 from mmpoolformer.checkpoint.convert import convert_classifier
 from mmpoolformer.utils import ToolError, exit_on_tool_error
 from mmpoolformer.utils.checkpoints import torch_file_problem
-from mmpoolformer.utils.io import atomic_output, remove_stale_partials
+from mmpoolformer.utils.io import atomic_output, check_output_path
 
 
 def arch_names() -> dict:
@@ -113,11 +113,7 @@ def check_paths(src: str, dst: str, force: bool) -> None:
     if not is_url and osp.realpath(src) == osp.realpath(dst):
         raise ToolError(f'DST is SRC ({src}); refusing to overwrite the '
                         f'source checkpoint, choose another DST.')
-    if osp.isdir(dst):
-        raise ToolError(f'DST {dst} is a directory; give a file name.')
-    if osp.exists(dst) and not force:
-        raise ToolError(f'DST {dst} exists; pass --force to overwrite it.')
-    remove_stale_partials(osp.dirname(osp.abspath(dst)))
+    check_output_path(dst, force, flag='DST')
 
 
 def head_of(state_dict) -> dict:
