@@ -51,6 +51,9 @@ def test_backbone_rows_agree_and_are_reported(tmp_path):
     detail = results['plain_equality_detail']['ours']
     assert 0 < detail['parameter_gradients'] < 1e-5
     assert 0 <= detail['outputs'] < 1e-5 and detail['input_gradient'] < 1e-5
+    # ... and no farther from the float64 result than the plain one is
+    assert 0 < detail['rounding_floor'] < 1e-5
+    assert 0 < detail['vs_float64'] < 1e-5
     # the floor holds exactly the model's GEMMs; training adds the two
     # backward products of each
     floor = results['floor']['floor']
@@ -67,7 +70,8 @@ def test_backbone_rows_agree_and_are_reported(tmp_path):
             (11, 'best inference >= 1.15x fastest peer'),
             (11, 'best train step >= 1.15x fastest peer'),
             (11, 'peak train memory <= 0.6x mmpretrain'),
-            (11, 'ours: outputs and gradients vs plain, fp32')} <= targets
+            (11, 'ours: outputs and gradients vs plain, fp32'),
+            (11, "ours: fp32 error vs float64 <= ours-plain's")} <= targets
 
 
 def test_compiled_rows_are_checked_and_timed(tmp_path):
@@ -133,6 +137,9 @@ def test_issue11_targets_compare_the_same_function():
         'onnxruntime': (120, None)},
         peak={'ours': 60, 'mmpretrain': 100})
     results['plain_equality'] = {'ours': 3e-6, 'ours+compile': 2e-5}
+    results['plain_equality_detail'] = {
+        'ours': dict(vs_float64=9e-6, rounding_floor=1e-5),
+        'ours+compile': dict(vs_float64=1.1e-5, rounding_floor=1e-5)}
     got = {t['target']: t for t in issue11_targets(results)}
     default = got['default eager inference >= fastest peer']
     assert (default['ours'], default['reference']) == ('ours-raw',
@@ -150,6 +157,9 @@ def test_issue11_targets_compare_the_same_function():
     assert memory['ratio'] == pytest.approx(0.6) and memory['met']
     assert got['ours: outputs and gradients vs plain, fp32']['met']
     assert not got['ours+compile: outputs and gradients vs plain, fp32']['met']
+    accuracy = got["ours: fp32 error vs float64 <= ours-plain's"]
+    assert accuracy['ratio'] == pytest.approx(0.9) and accuracy['met']
+    assert not got["ours+compile: fp32 error vs float64 <= ours-plain's"]['met']
 
 
 def test_gpu_table_targets():

@@ -60,7 +60,14 @@ def free_port():
 
 
 def test_two_process_ddp_keeps_ranks_in_sync(tmp_path):
-    from test_training import read_test_metrics, run_tool, schedule_opts, task_opts, write_imagenet
+    from test_training import (
+        failure_report,
+        read_test_metrics,
+        run_tool,
+        schedule_opts,
+        task_opts,
+        write_imagenet,
+    )
     data_root = write_imagenet(tmp_path / 'data')  # 2 images per class
     config, opts = task_opts('cls', data_root)
     derived = tmp_path / 'ddp_cfg.py'
@@ -80,7 +87,7 @@ def test_two_process_ddp_keeps_ranks_in_sync(tmp_path):
         proc = subprocess.run(['bash', str(ROOT / 'tools' / script), *args],
                               cwd=ROOT, env=env, capture_output=True,
                               text=True, timeout=400)
-        assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+        assert proc.returncode == 0, failure_report(script, proc)
 
     dist('dist_train.sh', str(derived), '2', '--work-dir', str(work_dir),
          '--cfg-options', *opts,

@@ -42,9 +42,16 @@ def run_tool(tool, *args, check=True, timeout=420, env=None, cwd=ROOT):
                            *map(str, args)], cwd=cwd, env=env, text=True,
                           capture_output=True, timeout=timeout)
     if check:
-        assert proc.returncode == 0, \
-            f'{tool} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}'
+        assert proc.returncode == 0, failure_report(tool, proc)
     return proc
+
+
+def failure_report(what, proc):
+    """A failed subprocess's error first (the traceback is on stderr, and CI
+    logs keep only the start of a long message), then the end of its log."""
+    return (f'{what} exited with {proc.returncode}\n--- stderr (end) ---\n'
+            f'{proc.stderr[-6000:]}\n--- stdout (end) ---\n'
+            f'{proc.stdout[-1500:]}')
 
 
 def fmt(value):

@@ -128,6 +128,12 @@ def issue11_targets(results):
     for row, diff in (results.get('plain_equality') or {}).items():
         out.append(_target(f'{row}: outputs and gradients vs plain, fp32',
                            row, 'ours-plain', diff, '<=', PLAIN_TOL, 11))
+    for row, detail in (results.get('plain_equality_detail') or {}).items():
+        if 'vs_float64' in detail:  # no less accurate than plain in fp32
+            out.append(_target(
+                f'{row}: fp32 error vs float64 <= ours-plain\'s', row,
+                'ours-plain', detail['vs_float64'] / detail['rounding_floor'],
+                '<=', 1.0, 11))
     return out
 
 
