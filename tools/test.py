@@ -15,17 +15,15 @@ from mmpoolformer.utils import (
     add_common_args,
     add_dump_metric,
     apply_test_args,
-    build_runner,
+    build_and_run,
     check_datasets,
     check_neck_channels,
     check_samples,
     check_work_dir,
     dataset_errors,
-    distributed_teardown,
     exit_on_tool_error,
     load_config,
     parse_args,
-    prepare_distributed,
 )
 from mmpoolformer.utils.io import check_output_path, commit_partial, partial_name
 
@@ -60,16 +58,20 @@ def main(argv=None):
         if not args.skip_data_check:
             check_samples(cfg, ['test_dataloader'],
                           decode=args.full_data_check)
-        runner = build_runner(prepare_distributed(cfg))
-        with distributed_teardown(), dataset_errors():
-            if args.out is None:
-                return runner.test()
-            partial = partial_name(args.out)  # rank 0 dumps to it
-            add_dump_metric(runner, partial)  # builds the test loop
-            metrics = runner.test()
-            if is_main_process():
-                commit_partial(partial, args.out)
-            return metrics
+        with dataset_errors():
+            return build_and_run(cfg, lambda runner: test(runner, args.out))
+
+
+def test(runner, out):
+    """``runner.test()``, its predictions dumped to ``out`` if given."""
+    if out is None:
+        return runner.test()
+    partial = partial_name(out)  # rank 0 dumps to it
+    add_dump_metric(runner, partial)  # builds the test loop
+    metrics = runner.test()
+    if is_main_process():
+        commit_partial(partial, out)
+    return metrics
 
 
 if __name__ == '__main__':

@@ -13,17 +13,15 @@ from mmpoolformer import register_all_modules
 from mmpoolformer.utils import (
     add_common_args,
     apply_train_args,
-    build_runner,
+    build_and_run,
     check_datasets,
     check_neck_channels,
     check_samples,
     check_work_dir,
     dataset_errors,
-    distributed_teardown,
     exit_on_tool_error,
     load_config,
     parse_args,
-    prepare_distributed,
     skip_unreadable_training_images,
 )
 
@@ -57,9 +55,8 @@ def main(argv=None):
         if not args.skip_data_check:
             check_samples(cfg, loaders, decode=args.full_data_check)
         skip_unreadable_training_images(cfg)
-        runner = build_runner(prepare_distributed(cfg))
-        with distributed_teardown(), dataset_errors():
-            runner.train()
+        with dataset_errors():
+            build_and_run(cfg, lambda runner: runner.train())
 
 
 if __name__ == '__main__':

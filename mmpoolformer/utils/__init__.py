@@ -11,9 +11,9 @@ from .runner import (
                      add_dump_metric,
                      apply_test_args,
                      apply_train_args,
+                     build_and_run,
                      build_runner,
                      check_work_dir,
-                     distributed_teardown,
                      load_config,
                      parse_args,
                      prepare_distributed,
@@ -27,7 +27,7 @@ __all__ = [
     'SCOPES', 'DatasetError', 'ToolError', 'add_common_args',
     'add_dump_metric', 'apply_test_args', 'apply_train_args', 'build_runner',
     'check_datasets', 'check_work_dir', 'dataset_errors',
-    'distributed_teardown',
+    'build_and_run',
     'exit_on_tool_error', 'load_config', 'parse_args', 'prepare_distributed',
     'require_file'
 ]

@@ -5,9 +5,9 @@ The flags and their meaning are mmdet 3.x's tools'; the config's
 ``default_scope`` (mmdet, mmseg or mmpretrain) picks the registries, so one
 pair of scripts serves detection, segmentation and classification configs.
 """
-import contextlib
 import datetime
 import difflib
+import gc
 import glob
 import importlib
 import inspect
@@ -286,22 +286,31 @@ def prepare_distributed(cfg):
     return cfg
 
 
-@contextlib.contextmanager
-def distributed_teardown():
-    """Destroy the process group when the run ends: mmengine leaves it open,
-    and gloo's threads still alive at interpreter exit can abort a rank
-    ("terminate called without an active exception") after its work is
-    done, failing the whole torchrun job."""
-    def initialized():
-        return torch.distributed.is_available() and \
-            torch.distributed.is_initialized()
+def _distributed() -> bool:
+    return torch.distributed.is_available() and \
+        torch.distributed.is_initialized()
 
+
+def build_and_run(cfg, work):
+    """Build the config's Runner, return ``work(runner)``, and in a
+    distributed run end it cleanly on every rank.
+
+    mmengine leaves the process group open, and the model's DDP wrapper
+    keeps gloo's backend alive after ``destroy_process_group``. Freed only
+    at interpreter exit, its threads can abort a rank ("terminate called
+    without an active exception") after the work is done, failing the
+    torchrun job. So the ranks meet at a barrier, the Runner (with the
+    wrapper) is freed, and only then is the process group destroyed."""
+    runner = build_runner(prepare_distributed(cfg))
     try:
-        yield
-        if initialized():  # no rank tears gloo down while another still talks
+        result = work(runner)
+        if _distributed():  # no rank tears gloo down while another talks
             torch.distributed.barrier()
+        return result
     finally:
-        if initialized():
+        del runner
+        gc.collect()  # the Runner and its loops reference each other
+        if _distributed():
             torch.distributed.destroy_process_group()
 
 
