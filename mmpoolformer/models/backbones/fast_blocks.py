@@ -20,20 +20,18 @@ import torch.nn as nn
 from mmcv.cnn.bricks import DropPath
 
 from .blocks import MetaFormerBlock
-from .fused_ops import (
-    COMPILED_LINEAR,
-    is_compiling,
-    is_exporting,
-    linear,
-    norm_mlp,
-    pool_mix,
-    to_nchw,
-    to_nhwc,
-)
+from .fused_ops import linear, norm_mlp, pool_mix, to_nchw, to_nhwc
 from .layers import Downsampling, StarReLU, matrix, norm_kind, scale_vector
 from .token_mixers import Affine, Attention, IdentityMixer, Pooling, SepConv
 
 Tensor = torch.Tensor
+
+
+def _is_compiling() -> bool:
+    check = getattr(torch.compiler, 'is_compiling', None)  # torch >= 2.3
+    if check is None:
+        check = torch._dynamo.is_compiling
+    return check()
 
 
 def _autocast_enabled(device_type: str) -> bool:
@@ -45,15 +43,10 @@ def _autocast_enabled(device_type: str) -> bool:
 
 
 def fused_kernels_apply(x) -> bool:
-    """Whether the fused formulas run on ``x``: a plain CPU tensor, in eager
-    mode, or under ``torch.compile`` without autograd (inference), where
-    the oneDNN GEMMs are a custom op and inductor compiles the rest. An
-    exported program (``torch.export``, the ONNX exporters) always gets
-    the plain formulation's standard ops."""
-    if isinstance(x, torch.fx.Proxy) or torch.jit.is_tracing() or \
-            is_exporting():
-        return False
-    if is_compiling() and (torch.is_grad_enabled() or not COMPILED_LINEAR):
+    """Whether the eager fused kernels run on ``x``: a plain CPU tensor,
+    outside compilers and tracers."""
+    if _is_compiling() or isinstance(x, torch.fx.Proxy) or \
+            torch.jit.is_tracing():
         return False
     return type(x) is torch.Tensor and x.device.type == 'cpu'
 

@@ -137,58 +137,6 @@ def _use_onednn(x: Tensor) -> bool:
             and x.dtype in (torch.float32, torch.bfloat16))
 
 
-def is_compiling() -> bool:
-    """Whether dynamo (``torch.compile`` / ``torch.export``) is tracing."""
-    check = getattr(torch.compiler, 'is_compiling', None)  # torch >= 2.3
-    if check is None:
-        check = torch._dynamo.is_compiling
-    return check()
-
-
-def is_exporting() -> bool:
-    """Whether ``torch.export`` is tracing (torch >= 2.5 can tell)."""
-    check = getattr(torch.compiler, 'is_exporting', None)
-    return bool(check and check())
-
-
-def _onednn_linear(x: Tensor, w: Tensor, b: Optional[Tensor],
-                   act: Optional[str], residual: Optional[Tensor]) -> Tensor:
-    w = w.to(x.dtype)
-    b = None if b is None else b.to(x.dtype)
-    if residual is not None:
-        return torch.ops.mkldnn._linear_pointwise.binary(
-            x, residual, w, b, 'add')
-    attr, algo = _ONEDNN_ACT.get(act, ('none', ''))
-    return torch.ops.mkldnn._linear_pointwise(x, w, b, attr, [], algo)
-
-
-def _register_compiled_linear() -> bool:
-    """oneDNN's fused linear as an operator ``torch.compile`` can call.
-
-    Inductor lowers ``mkldnn._linear_pointwise`` only for constant weights
-    (with ``freezing``), so under compile the call goes through this
-    custom op (torch >= 2.4), opaque to inductor, which fuses the norms,
-    pooling and scales around it. Without it, compiled models run the plain
-    formulation."""
-    if not (ONEDNN_LINEAR and hasattr(torch.library, 'custom_op')):
-        return False
-
-    @torch.library.custom_op('mmpoolformer::linear_pointwise',
-                             mutates_args=(), device_types='cpu')
-    def linear_pointwise(x: Tensor, w: Tensor, b: Optional[Tensor],
-                         act: Optional[str],
-                         residual: Optional[Tensor]) -> Tensor:
-        return _onednn_linear(x, w, b, act, residual)
-
-    @linear_pointwise.register_fake
-    def _(x, w, b, act, residual):
-        return x.new_empty(x.shape[0], w.shape[0])
-    return True
-
-
-COMPILED_LINEAR = _register_compiled_linear()
-
-
 def linear(x: Tensor, w: Tensor, b: Optional[Tensor],
            act: Optional[str] = None,
            residual: Optional[Tensor] = None) -> Tensor:
@@ -203,10 +151,13 @@ def linear(x: Tensor, w: Tensor, b: Optional[Tensor],
     ``residual`` (not both) are fused.
     """
     if _use_onednn(x):
-        if is_compiling():
-            return torch.ops.mmpoolformer.linear_pointwise(x, w, b, act,
-                                                           residual)
-        return _onednn_linear(x, w, b, act, residual)
+        w = w.to(x.dtype)
+        b = None if b is None else b.to(x.dtype)
+        if residual is not None:
+            return torch.ops.mkldnn._linear_pointwise.binary(
+                x, residual, w, b, 'add')
+        attr, algo = _ONEDNN_ACT.get(act, ('none', ''))
+        return torch.ops.mkldnn._linear_pointwise(x, w, b, attr, [], algo)
     out = F.linear(x, w, b)
     if act is not None:
         out = _act(out, act, None, None)
