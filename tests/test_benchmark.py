@@ -71,7 +71,7 @@ def test_backbone_rows_agree_and_are_reported(tmp_path):
             (11, 'best train step >= 1.15x fastest peer'),
             (11, 'peak train memory <= 0.6x mmpretrain'),
             (11, 'ours: outputs and gradients vs plain, fp32'),
-            (11, "ours: fp32 error vs float64 <= ours-plain's")} <= targets
+            (11, "ours: fp32 error vs float64 <= 1.1x ours-plain's")} <= targets
 
 
 def test_compiled_rows_are_checked_and_timed(tmp_path):
@@ -139,7 +139,7 @@ def test_issue11_targets_compare_the_same_function():
     results['plain_equality'] = {'ours': 3e-6, 'ours+compile': 2e-5}
     results['plain_equality_detail'] = {
         'ours': dict(vs_float64=9e-6, rounding_floor=1e-5),
-        'ours+compile': dict(vs_float64=1.1e-5, rounding_floor=1e-5)}
+        'ours+compile': dict(vs_float64=1.2e-5, rounding_floor=1e-5)}
     got = {t['target']: t for t in issue11_targets(results)}
     default = got['default eager inference >= fastest peer']
     assert (default['ours'], default['reference']) == ('ours-raw',
@@ -157,9 +157,9 @@ def test_issue11_targets_compare_the_same_function():
     assert memory['ratio'] == pytest.approx(0.6) and memory['met']
     assert got['ours: outputs and gradients vs plain, fp32']['met']
     assert not got['ours+compile: outputs and gradients vs plain, fp32']['met']
-    accuracy = got["ours: fp32 error vs float64 <= ours-plain's"]
+    accuracy = got["ours: fp32 error vs float64 <= 1.1x ours-plain's"]
     assert accuracy['ratio'] == pytest.approx(0.9) and accuracy['met']
-    assert not got["ours+compile: fp32 error vs float64 <= ours-plain's"]['met']
+    assert not got["ours+compile: fp32 error vs float64 <= 1.1x ours-plain's"]['met']
 
 
 def test_gpu_table_targets():
