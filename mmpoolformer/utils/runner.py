@@ -18,6 +18,7 @@ import re
 import torch
 from mmengine.config import Config, DictAction
 from mmengine.device import get_device
+from mmengine.dist import is_distributed
 from mmengine.logging import print_log
 from mmengine.registry import init_default_scope
 from mmengine.runner import Runner
@@ -286,11 +287,6 @@ def prepare_distributed(cfg):
     return cfg
 
 
-def _distributed() -> bool:
-    return torch.distributed.is_available() and \
-        torch.distributed.is_initialized()
-
-
 def build_and_run(cfg, work):
     """Build the config's Runner, return ``work(runner)``, and in a
     distributed run end it cleanly on every rank.
@@ -304,13 +300,13 @@ def build_and_run(cfg, work):
     runner = build_runner(prepare_distributed(cfg))
     try:
         result = work(runner)
-        if _distributed():  # no rank tears gloo down while another talks
+        if is_distributed():  # no rank tears gloo down while another talks
             torch.distributed.barrier()
         return result
     finally:
         del runner
         gc.collect()  # the Runner and its loops reference each other
-        if _distributed():
+        if is_distributed():
             torch.distributed.destroy_process_group()
 
 

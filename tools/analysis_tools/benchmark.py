@@ -307,15 +307,23 @@ def _worst(diffs):
                diffs['parameter_gradients'])
 
 
-def plain_equality(model, plain, x, seed):
+def plain_references(plain, x, seed):
+    """The plain formulation's fp32 training pass and the same in float64,
+    computed once for every row checked against them."""
+    return (_train_pass(plain, x, seed),
+            _train_pass(copy.deepcopy(plain).double(), x.double(), seed))
+
+
+def plain_equality(model, references, x, seed):
     """One fp32 training pass of ``model`` against the plain formulation
     (the fp32 promise of tests/test_fast_path.py), and both against the
-    plain formulation in float64: fp32 rounding alone moves deep random
-    models by ~1e-5, so ``rounding_floor`` (plain fp32 vs float64) says how
-    close two correct fp32 implementations can be expected to agree, and
-    ``vs_float64`` whether ours is any less accurate than the plain one."""
-    ours, plain32 = _train_pass(model, x, seed), _train_pass(plain, x, seed)
-    exact = _train_pass(copy.deepcopy(plain).double(), x.double(), seed)
+    plain formulation in float64 (``references``: :func:`plain_references`):
+    fp32 rounding alone moves deep random models by ~1e-5, so
+    ``rounding_floor`` (plain fp32 vs float64) says how close two correct
+    fp32 implementations can be expected to agree, and ``vs_float64``
+    whether ours is any less accurate than the plain one."""
+    plain32, exact = references
+    ours = _train_pass(model, x, seed)
     out = _pass_diffs(ours, plain32)
     out['vs_float64'] = _worst(_pass_diffs(ours, exact))
     out['rounding_floor'] = _worst(_pass_diffs(plain32, exact))
@@ -460,23 +468,25 @@ def run_backbones(args, wanted=None):
     # issue 11: ours (and, in fp32 runs, ours compiled) against the plain
     # formulation, outputs and gradients in fp32
     equality = {}
-    if 'train' in args.modes:
-        plain = eager['ours-plain']
-        for n in ('ours', 'ours+compile'):
-            if n in models and (n == 'ours' or args.dtype == 'fp32'):
-                with exact_fp32():
-                    got = first.run(n, lambda: plain_equality(
-                        models[n], plain, x, args.seed), 'train')
-                if got is not None:
-                    equality[n] = got
-                    print(f'fp32 train pass, {n} vs ours-plain: outputs '
-                          f'{got["outputs"]:.2e}, input gradient '
-                          f'{got["input_gradient"]:.2e}, parameter '
-                          f'gradients {got["parameter_gradients"]:.2e} '
-                          f'(worst tensor {got["worst_parameter"][0]}: '
-                          f'{got["worst_parameter"][1]:.2e}); against '
-                          f'float64: ours {got["vs_float64"]:.2e}, '
-                          f'ours-plain {got["rounding_floor"]:.2e}')
+    checked = [n for n in ('ours', 'ours+compile')
+               if n in models and (n == 'ours' or args.dtype == 'fp32')]
+    if 'train' in args.modes and checked:
+        with exact_fp32():
+            references = plain_references(eager['ours-plain'], x, args.seed)
+        for n in checked:
+            with exact_fp32():
+                got = first.run(n, lambda: plain_equality(
+                    models[n], references, x, args.seed), 'train')
+            if got is not None:
+                equality[n] = got
+                print(f'fp32 train pass, {n} vs ours-plain: outputs '
+                      f'{got["outputs"]:.2e}, input gradient '
+                      f'{got["input_gradient"]:.2e}, parameter '
+                      f'gradients {got["parameter_gradients"]:.2e} '
+                      f'(worst tensor {got["worst_parameter"][0]}: '
+                      f'{got["worst_parameter"][1]:.2e}); against '
+                      f'float64: ours {got["vs_float64"]:.2e}, '
+                      f'ours-plain {got["rounding_floor"]:.2e}')
 
     peak, saved, floor_info = {}, {}, {}
     for name, m in models.items():
