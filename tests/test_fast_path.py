@@ -283,3 +283,25 @@ def test_other_devices_run_the_plain_formulation():
     on_meta = autograd_ops(outs)
     assert not {'PoolMixBackward', 'NormMlpBackward'} & on_meta
     assert 'NativeGroupNormBackward0' in on_meta
+
+
+@pytest.mark.parametrize('name', ['poolformer', 'poolformer_v2',
+                                  'convformer'])
+def test_bfloat16_autocast_inference(name):
+    """Under CPU bf16 autocast the fused inference kernels run their GEMMs
+    in bf16 (no separate activation pass) and stay as close to the fp32
+    function as autocast's per-op policy does on the plain formulation."""
+    fast, plain = pair(name, torch.float32)
+    fast.eval(), plain.eval()
+    x = torch.randn(2, 3, 64, 96)
+    with torch.no_grad():
+        exact = plain(x)
+        with torch.autocast('cpu', dtype=torch.bfloat16):
+            with torch.profiler.profile() as prof:
+                outs = fast(x)
+            plain_outs = plain(x)
+    ops = {e.name for e in prof.events()}
+    assert 'aten::gelu' not in ops and 'aten::addmm' not in ops, ops
+    for ours, ref, theirs in zip(outs, exact, plain_outs):
+        error = rel_error(ours.float(), ref)
+        assert 1e-4 < error <= 1.5 * rel_error(theirs.float(), ref) + 1e-3

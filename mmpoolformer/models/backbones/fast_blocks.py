@@ -42,6 +42,17 @@ def _autocast_enabled(device_type: str) -> bool:
             else torch.is_autocast_enabled()
 
 
+def gemm_dtype(x: Tensor) -> torch.dtype:
+    """The dtype autocast would run a GEMM on ``x`` in (``x.dtype`` when
+    autocast is off)."""
+    if not _autocast_enabled(x.device.type):
+        return x.dtype
+    try:
+        return torch.get_autocast_dtype(x.device.type)  # torch >= 2.4
+    except AttributeError:
+        return torch.get_autocast_cpu_dtype()
+
+
 def fused_kernels_apply(x) -> bool:
     """Whether the eager fused kernels run on ``x``: a plain CPU tensor,
     outside compilers and tracers."""
@@ -73,7 +84,8 @@ def _sep_conv(mixer: SepConv, x: Tensor) -> Tensor:
     if torch.is_grad_enabled():
         x = act(torch.nn.functional.linear(x, w1, b1))
     else:  # StarReLU in place after a GEMM with the ReLU fused
-        x = linear(x, w1, b1, 'relu').square_().mul_(act.scale).add_(act.bias)
+        x = linear(x.to(gemm_dtype(x)), w1, b1, 'relu')
+        x = x.square_().mul_(act.scale).add_(act.bias)
     x = to_nhwc(mixer.dwconv(to_nchw(x.reshape(*shape[:-1], -1))))
     # oneDNN's matmul has no autograd: only without it
     project = torch.nn.functional.linear if torch.is_grad_enabled() else linear
@@ -185,7 +197,7 @@ class FastMetaFormerBlock(MetaFormerBlock):
         kind, act = norm_kind(self.norm2), act_kind(mlp.act)
         ls, res = scale_vector(self.layer_scale2), scale_vector(self.res_scale2)
         if kind is None or act is None or (self.training and mlp.drop.p > 0) \
-                or _autocast_enabled(y.device.type):
+                or (torch.is_grad_enabled() and _autocast_enabled(y.device.type)):
             # autocast casts per op: the unfused ops keep its dtype policy
             h = torch.nn.functional.linear(norm_channels_last(self.norm2, y),
                                            matrix(mlp.fc1), mlp.fc1.bias)
@@ -202,7 +214,7 @@ class FastMetaFormerBlock(MetaFormerBlock):
 
         def branch(residual=None):  # the layer scale is folded into w2
             return norm_mlp(y, w1, b1, w2, b2, act, act_params, norm, eps,
-                            residual, affine)
+                            residual, affine, gemm_dtype(y))
 
         if not self.residual:
             return branch()

@@ -10,9 +10,10 @@ Two autograd functions cover what dominates a MetaFormer block:
   pooled map and saves nothing but ``x`` and two numbers per sample.
 * :class:`NormMlp`, ``fc2(act(fc1(norm(y))))`` as two GEMMs on the
   ``(B*H*W, C)`` matrix with the norm affine already folded into ``fc1``.
-  It saves ``y`` and the pre-activation and recomputes the normalised input
-  and the activation in backward: three of the five tensors the plain
-  formulation keeps.
+  It saves ``y`` and the pre-activation (StarReLU: the ReLU's output, the
+  ReLU fused into the GEMM and the scalars folded into ``fc2``) and
+  recomputes the normalised input and the activation in backward: three of
+  the five tensors the plain formulation keeps.
 
 Both compute the plain formulation's function (fp32 differences are
 rounding, ~1e-6 relative); ``tests/test_fast_path.py`` checks outputs and
@@ -36,12 +37,21 @@ def to_nhwc(x: Tensor) -> Tensor:
     return x.permute(0, 2, 3, 1).contiguous()
 
 
+def layer_norm_rows(x2: Tensor, eps: float, weight: Optional[Tensor] = None,
+                    bias: Optional[Tensor] = None):
+    """``native_layer_norm`` over the rows of a 2-D ``x2``: (normalised,
+    mean, rstd). Without a weight it passes ones: ATen's CPU kernel is about
+    twice as fast with a weight as without one (torch 2.14, measured)."""
+    if weight is None:
+        weight = x2.new_ones(x2.shape[1])
+    return torch.ops.aten.native_layer_norm(x2, [x2.shape[1]], weight, bias,
+                                            eps)
+
+
 def sample_stats(x: Tensor, eps: float) -> Tuple[Tensor, Tensor]:
     """Mean and ``1 / sqrt(var + eps)`` per sample, over all its elements
     (a one-group GroupNorm's statistics, whatever the layout)."""
-    flat = x.reshape(x.shape[0], -1)
-    _, mean, rstd = torch.ops.aten.native_layer_norm(
-        flat, [flat.shape[1]], None, None, eps)
+    _, mean, rstd = layer_norm_rows(x.reshape(x.shape[0], -1), eps)
     return mean.reshape(-1), rstd.reshape(-1)
 
 
@@ -172,6 +182,13 @@ def _act(h: Tensor, kind: str, s: Optional[Tensor], b: Optional[Tensor]):
     return torch.addcmul(b, F.relu(h).square(), s)  # StarReLU
 
 
+def _star_relu_into_fc2(w2: Tensor, b2: Optional[Tensor], s: Tensor,
+                        b: Tensor) -> Tuple[Tensor, Tensor]:
+    """``(W2', b2')`` with ``fc2(s * r**2 + b) = W2' r**2 + b2'``."""
+    shift = torch.mv(w2, b.expand(w2.shape[1]))
+    return w2 * s, shift if b2 is None else shift + b2
+
+
 def _normalise(y2: Tensor, norm: str, mean: Tensor, rstd: Tensor) -> Tensor:
     """(y - mean) * rstd with per-sample (group) or per-row (layer) stats."""
     if norm == 'group':
@@ -197,20 +214,24 @@ class NormMlp(torch.autograd.Function):
         shape = y.shape
         y2 = y.reshape(-1, shape[-1])
         if norm == 'group':
-            flat = y.reshape(shape[0], -1)
-            xn, mean, rstd = torch.ops.aten.native_layer_norm(
-                flat, [flat.shape[1]], None, None, eps)
+            xn, mean, rstd = layer_norm_rows(y.reshape(shape[0], -1), eps)
         elif norm == 'layer':
-            xn, mean, rstd = torch.ops.aten.native_layer_norm(
-                y2, [shape[-1]], None, None, eps)
+            xn, mean, rstd = layer_norm_rows(y2, eps)
         else:
             xn, mean, rstd = y2, None, None
         xn = xn.reshape(y2.shape)
         if mean is not None:
             mean, rstd = mean.reshape(-1), rstd.reshape(-1)
-        h = linear(xn, w1, b1)
-        out = linear(_act(h, act, s, b), w2, b2,
-                     residual=y2 if add_input else None)
+        residual = y2 if add_input else None
+        if act == 'star_relu':
+            # h is r = relu(fc1(x)) (the ReLU fused into the GEMM) and
+            # fc2(s * r**2 + b) = (s W2) r**2 + (b2 + b W2 1)
+            h = linear(xn, w1, b1, 'relu')
+            w2s, b2s = _star_relu_into_fc2(w2, b2, s, b)
+            out = linear(h * h, w2s, b2s, residual=residual)
+        else:
+            h = linear(xn, w1, b1)
+            out = linear(_act(h, act, s, b), w2, b2, residual=residual)
         ctx.save_for_backward(y, h, w1, w2, s, b, mean, rstd)
         ctx.cfg = (norm, act, b1 is not None, b2 is not None, add_input)
         return out.reshape(*shape[:-1], w2.shape[0])
@@ -223,23 +244,35 @@ class NormMlp(torch.autograd.Function):
         y2 = y.reshape(-1, shape[-1])
         go = go.reshape(-1, go.shape[-1])
         xn = y2 if norm is None else _normalise(y2, norm, mean, rstd)
-        g = _act(h, act, s, b)
-        gw2 = go.t().mm(g)
-        gb2 = go.sum(0) if has_b2 else None
-        gg = torch.mm(go, w2.to(go.dtype), out=g)  # g is spent: reuse it
+        gb2 = go.sum(0) if has_b2 or act == 'star_relu' else None
         gs = gb_act = None
-        if act == 'gelu':
-            gh = torch.ops.aten.gelu_backward.grad_input(gg, h, grad_input=gg)
-        elif act == 'relu':
-            gh = gg.masked_fill_(h <= 0, 0)
-        else:
-            r = F.relu(h)
+        if act == 'star_relu':
+            # h is r = relu(.): g = s r**2 + b, dL/dh = 2 s r dL/dg; the
+            # scalars are applied to the small weight-sized products
+            r2 = h * h
+            gw2 = go.t().mm(r2).mul_(s).add_((gb2 * b)[:, None])
+            gg = go.mm(w2.to(go.dtype))
+            gs = torch.dot(gg.reshape(-1), r2.reshape(-1)).reshape(1)
+            del r2
             gb_act = gg.sum().reshape(1)
-            gs = (gg * r.square()).sum().reshape(1)
-            gh = gg.mul_(r).mul_(2 * s)
+            gh, scale = gg.mul_(h), 2 * s
+        else:
+            g = _act(h, act, s, b)
+            gw2 = go.t().mm(g)
+            gg = torch.mm(go, w2.to(go.dtype), out=g)  # g is spent: reuse it
+            if act == 'gelu':
+                gh = torch.ops.aten.gelu_backward.grad_input(gg, h,
+                                                             grad_input=gg)
+            else:
+                gh = gg.masked_fill_(h <= 0, 0)
+            scale = None
         gw1 = gh.t().mm(xn)
         gb1 = gh.sum(0) if has_b1 else None
-        gxn = gh.mm(w1)
+        gxn = gh.mm(w1 if scale is None else w1 * scale)
+        if scale is not None:
+            gw1.mul_(scale)
+            gb1 = None if gb1 is None else gb1.mul_(scale)
+        gb2 = gb2 if has_b2 else None
         if norm == 'group':
             flat = y.reshape(shape[0], -1)
             gy = torch.ops.aten.native_layer_norm_backward(
@@ -259,26 +292,28 @@ class NormMlp(torch.autograd.Function):
 
 
 def _normalised(y: Tensor, norm: Optional[str], eps: float,
-                gamma: Optional[Tensor], beta: Optional[Tensor]) -> Tensor:
-    """The norm with its affine; the affine in place, in one pass (a
-    fraction of folding it into the GEMM weight at every call)."""
+                gamma: Optional[Tensor], beta: Optional[Tensor],
+                dtype: torch.dtype) -> Tensor:
+    """The norm with its affine, in ``dtype`` (the GEMMs')."""
     if norm == 'layer':
-        return F.layer_norm(y, y.shape[-1:], gamma, beta, eps)
+        return F.layer_norm(y, y.shape[-1:], gamma, beta, eps).to(dtype)
     if norm != 'group':
-        return y
-    xn = F.layer_norm(y, y.shape[1:], eps=eps)
-    if gamma is not None and beta is not None:
-        return torch.addcmul(beta, xn, gamma, out=xn)
-    if gamma is not None:
-        return xn.mul_(gamma)
-    return xn if beta is None else xn.add_(beta)
+        return y.to(dtype)
+    # the per-channel affine tiled over the positions: one pass
+    positions = y[0].numel() // y.shape[-1]
+    gamma, beta = (None if p is None else
+                   p.to(y.dtype).expand(positions, -1).reshape(-1)
+                   for p in (gamma, beta))
+    xn = layer_norm_rows(y.reshape(y.shape[0], -1), eps, gamma, beta)[0]
+    return xn.reshape(y.shape).to(dtype)
 
 
 def norm_mlp(y: Tensor, w1: Tensor, b1: Optional[Tensor], w2: Tensor,
              b2: Optional[Tensor], act: str, act_params=(None, None),
              norm: Optional[str] = None, eps: float = 1e-5,
              residual: Optional[Tensor] = None,
-             norm_affine=(None, None)) -> Tensor:
+             norm_affine=(None, None),
+             dtype: Optional[torch.dtype] = None) -> Tensor:
     """:class:`NormMlp` plus an optional ``residual`` added to its output;
     ``norm_affine``: the norm's (gamma, beta), either may be None.
 
@@ -286,7 +321,8 @@ def norm_mlp(y: Tensor, w1: Tensor, b1: Optional[Tensor], w2: Tensor,
     Parameters (differentiably) at every call. Without autograd (inference)
     it is applied in the normalisation pass instead, and the same math runs
     as plain GEMMs with the activation and the residual sum fused into
-    them."""
+    them, in ``dtype`` (autocast's: default ``y.dtype``) as autocast would
+    run them: the norm and the residual sum in ``y``'s dtype."""
     s, b = act_params
     gamma, beta = norm_affine
     if torch.is_grad_enabled():
@@ -299,17 +335,17 @@ def norm_mlp(y: Tensor, w1: Tensor, b1: Optional[Tensor], w2: Tensor,
                             add_input)
         return out if residual is None or add_input else out + residual
     shape = y.shape
-    x = _normalised(y, norm, eps, gamma, beta).reshape(-1, shape[-1])
+    dtype = y.dtype if dtype is None else dtype
+    x = _normalised(y, norm, eps, gamma, beta, dtype).reshape(-1, shape[-1])
     if act == 'star_relu':
-        # fc2(s * relu(h)**2 + b) = (s * W2) relu(h)**2 + (b2 + b * W2 1):
         # one in-place pass after a GEMM with the ReLU fused
-        w2, b2 = w2 * s, torch.addmv(b2 if b2 is not None else
-                                     w2.new_zeros(w2.shape[0]), w2,
-                                     b.expand(w2.shape[1]))
+        w2, b2 = _star_relu_into_fc2(w2, b2, s, b)
         x = linear(x, w1, b1, 'relu').square_()
     elif act in _ONEDNN_ACT:
         x = linear(x, w1, b1, act)
     else:
         x = _act(linear(x, w1, b1), act, s, b)
     res = None if residual is None else residual.reshape(-1, w2.shape[0])
+    if res is not None and res.dtype != dtype:  # summed in res' dtype
+        return torch.add(res, linear(x, w2, b2)).reshape(*shape[:-1], -1)
     return linear(x, w2, b2, residual=res).reshape(*shape[:-1], -1)
