@@ -211,6 +211,16 @@ def test_fused_ops_gradcheck():
                         norm, 1e-5, x if residual else None)
                 assert torch.autograd.gradcheck(
                     fn, (x, w1, b1, w2, b2, s, b)), (norm, act, residual)
+    wd, bd = rnd(8, 1, 3, 5), rnd(8)  # ConvFormer's mixer, odd kernel
+    for norm in ('group', 'layer', None):
+        for biases in (True, False):
+            def mix(x, w1, s, b, wd, w2, *bias):
+                b1, bd, b2 = bias if bias else (None, None, None)
+                return fused_ops.sep_conv_mix(x, w1, b1, (s, b), wd, bd, w2,
+                                              b2, norm, 1e-5, (k[0], beta))
+            assert torch.autograd.gradcheck(
+                mix, (x, w1, s, b, wd, w2) + ((b1, bd, b2) if biases else ())
+            ), (norm, biases)
 
 
 def test_pool_mix_saves_less_than_the_plain_block():
@@ -283,6 +293,8 @@ def test_other_devices_run_the_plain_formulation():
     on_meta = autograd_ops(outs)
     assert not {'PoolMixBackward', 'NormMlpBackward'} & on_meta
     assert 'NativeGroupNormBackward0' in on_meta
+    convformer = MODELS['convformer']().train()
+    assert 'SepConvMixBackward' in autograd_ops(convformer(x))
 
 
 @pytest.mark.parametrize('name', ['poolformer', 'poolformer_v2',

@@ -20,7 +20,7 @@ import torch.nn as nn
 from mmcv.cnn.bricks import DropPath
 
 from .blocks import MetaFormerBlock
-from .fused_ops import linear, norm_mlp, pool_mix, to_nchw, to_nhwc
+from .fused_ops import linear, norm_mlp, pool_mix, sep_conv_mix, to_nchw, to_nhwc
 from .layers import Downsampling, StarReLU, matrix, norm_kind, scale_vector
 from .token_mixers import Affine, Attention, IdentityMixer, Pooling, SepConv
 
@@ -136,6 +136,31 @@ def _keep(drop_path: nn.Module, x: Tensor) -> Optional[Tensor]:
     return (keep_prob + noise).floor_() / keep_prob
 
 
+def _scaled(layer: nn.Module, ls: Optional[Tensor]):
+    """``layer``'s (weight matrix, bias) with the layer scale ``ls`` that
+    follows it folded in, from the live Parameters (differentiable; redone
+    at every call, nothing is cached)."""
+    w, b = matrix(layer), layer.bias
+    if ls is not None:
+        w = w * ls[:, None]
+        b = None if b is None else b * ls
+    return w, b
+
+
+def _fused_sep_conv(mixer: nn.Module, norm: nn.Module, x: Tensor) -> bool:
+    """Whether :func:`fused_ops.sep_conv_mix` computes ``mixer(norm(x))``:
+    a SepConv with StarReLU and a stride-1 'same' depthwise convolution,
+    outside autocast (whose per-op dtypes the plain ops keep)."""
+    if not isinstance(mixer, SepConv) or not isinstance(mixer.act1, StarReLU) \
+            or norm_kind(norm) is None or _autocast_enabled(x.device.type):
+        return False
+    dw = mixer.dwconv
+    return dw.stride == (1, 1) and dw.dilation == (1, 1) and \
+        dw.padding == (dw.kernel_size[0] // 2, dw.kernel_size[1] // 2) and \
+        dw.groups == dw.in_channels == dw.out_channels and \
+        dw.padding_mode == 'zeros'
+
+
 # ------------------------------------------------------------ fused twins
 class FastMetaFormerBlock(MetaFormerBlock):
     """:class:`MetaFormerBlock` computed by the fused channels-last formulas
@@ -169,9 +194,23 @@ class FastMetaFormerBlock(MetaFormerBlock):
                 k = k * keep.reshape(-1, 1)
             return pool_mix(x, k, res, self.norm1.bias,
                             self.token_mixer.pool_size, self.norm1.eps)
+        if torch.is_grad_enabled() and _fused_sep_conv(self.token_mixer,
+                                                       self.norm1, x):
+            return self._residual(x, res, self._sep_conv_branch(x, ls), None)
         branch = mixer_channels_last(self.token_mixer,
                                      norm_channels_last(self.norm1, x))
         return self._residual(x, res, branch, ls)
+
+    def _sep_conv_branch(self, x: Tensor, ls: Optional[Tensor]) -> Tensor:
+        mixer, norm = self.token_mixer, self.norm1
+        kind = norm_kind(norm)
+        affine = (norm.weight, norm.bias) if kind != 'none' else (None, None)
+        w2, b2 = _scaled(mixer.pwconv2, ls)
+        return sep_conv_mix(
+            x, matrix(mixer.pwconv1), mixer.pwconv1.bias,
+            (mixer.act1.scale, mixer.act1.bias), mixer.dwconv.weight,
+            mixer.dwconv.bias, w2, b2, None if kind == 'none' else kind,
+            getattr(norm, 'eps', 0.), affine)
 
     def _residual(self, x, res, branch, ls):
         if ls is not None:
@@ -182,15 +221,6 @@ class FastMetaFormerBlock(MetaFormerBlock):
         if keep is not None:
             branch = branch * keep
         return branch + (x if res is None else x * res)
-
-    def _scaled_fc2(self, ls: Optional[Tensor]):
-        """fc2 with the layer scale folded in, from the live Parameters
-        (differentiable; redone at every call, nothing is cached)."""
-        w2, b2 = matrix(self.mlp.fc2), self.mlp.fc2.bias
-        if ls is not None:
-            w2 = w2 * ls[:, None]
-            b2 = None if b2 is None else b2 * ls
-        return w2, b2
 
     def _mlp_channels_last(self, y: Tensor) -> Tensor:
         mlp = self.mlp
@@ -205,7 +235,7 @@ class FastMetaFormerBlock(MetaFormerBlock):
                 mlp.drop(mlp.act(h)), matrix(mlp.fc2), mlp.fc2.bias)
             return self._residual(y, res, mlp.drop(branch), ls)
         w1, b1 = matrix(mlp.fc1), mlp.fc1.bias
-        w2, b2 = self._scaled_fc2(ls)
+        w2, b2 = _scaled(mlp.fc2, ls)
         act_params = (mlp.act.scale, mlp.act.bias) if act == 'star_relu' \
             else (None, None)
         norm = None if kind == 'none' else kind

@@ -182,6 +182,45 @@ def _act(h: Tensor, kind: str, s: Optional[Tensor], b: Optional[Tensor]):
     return torch.addcmul(b, F.relu(h).square(), s)  # StarReLU
 
 
+def _norm_forward(y: Tensor, norm: Optional[str], eps: float):
+    """Affine-free norm of a ``(..., C)`` map as ``(B*H*W, C)`` rows, with
+    its statistics (None without a norm)."""
+    y2 = y.reshape(-1, y.shape[-1])
+    if norm == 'group':
+        xn, mean, rstd = layer_norm_rows(y.reshape(y.shape[0], -1), eps)
+    elif norm == 'layer':
+        xn, mean, rstd = layer_norm_rows(y2, eps)
+    else:
+        return y2, None, None
+    return xn.reshape(y2.shape), mean.reshape(-1), rstd.reshape(-1)
+
+
+def _norm_backward(gxn: Tensor, y: Tensor, norm: Optional[str],
+                   mean: Tensor, rstd: Tensor) -> Tensor:
+    """Gradient of :func:`_norm_forward`'s rows w.r.t. ``y`` (its shape)."""
+    if norm is None:
+        return gxn.reshape(y.shape)
+    rows = y.reshape(y.shape[0], -1) if norm == 'group' else \
+        y.reshape(-1, y.shape[-1])
+    return torch.ops.aten.native_layer_norm_backward(
+        gxn.reshape(rows.shape), rows, [rows.shape[1]], mean.reshape(-1, 1),
+        rstd.reshape(-1, 1), None, None,
+        [True, False, False])[0].reshape(y.shape)
+
+
+def _fc1_backward(gh: Tensor, xn: Tensor, w1: Tensor, has_b1: bool,
+                  scale: Optional[Tensor]):
+    """Gradients of ``h = xn @ w1.T + b1`` given ``scale * gh`` = dL/dh (a
+    scalar factor applied to the weight-sized results, not to ``gh``)."""
+    gw1 = gh.t().mm(xn)
+    gb1 = gh.sum(0) if has_b1 else None
+    gxn = gh.mm(w1 if scale is None else w1 * scale)
+    if scale is not None:
+        gw1.mul_(scale)
+        gb1 = None if gb1 is None else gb1.mul_(scale)
+    return gw1, gb1, gxn
+
+
 def _star_relu_into_fc2(w2: Tensor, b2: Optional[Tensor], s: Tensor,
                         b: Tensor) -> Tuple[Tensor, Tensor]:
     """``(W2', b2')`` with ``fc2(s * r**2 + b) = W2' r**2 + b2'``."""
@@ -213,15 +252,7 @@ class NormMlp(torch.autograd.Function):
                 eps: float, act: str, add_input: bool):
         shape = y.shape
         y2 = y.reshape(-1, shape[-1])
-        if norm == 'group':
-            xn, mean, rstd = layer_norm_rows(y.reshape(shape[0], -1), eps)
-        elif norm == 'layer':
-            xn, mean, rstd = layer_norm_rows(y2, eps)
-        else:
-            xn, mean, rstd = y2, None, None
-        xn = xn.reshape(y2.shape)
-        if mean is not None:
-            mean, rstd = mean.reshape(-1), rstd.reshape(-1)
+        xn, mean, rstd = _norm_forward(y, norm, eps)
         residual = y2 if add_input else None
         if act == 'star_relu':
             # h is r = relu(fc1(x)) (the ReLU fused into the GEMM) and
@@ -266,29 +297,90 @@ class NormMlp(torch.autograd.Function):
             else:
                 gh = gg.masked_fill_(h <= 0, 0)
             scale = None
-        gw1 = gh.t().mm(xn)
-        gb1 = gh.sum(0) if has_b1 else None
-        gxn = gh.mm(w1 if scale is None else w1 * scale)
-        if scale is not None:
-            gw1.mul_(scale)
-            gb1 = None if gb1 is None else gb1.mul_(scale)
+        gw1, gb1, gxn = _fc1_backward(gh, xn, w1, has_b1, scale)
         gb2 = gb2 if has_b2 else None
-        if norm == 'group':
-            flat = y.reshape(shape[0], -1)
-            gy = torch.ops.aten.native_layer_norm_backward(
-                gxn.reshape(flat.shape), flat, [flat.shape[1]],
-                mean.reshape(-1, 1), rstd.reshape(-1, 1), None, None,
-                [True, False, False])[0]
-        elif norm == 'layer':
-            gy = torch.ops.aten.native_layer_norm_backward(
-                gxn, y2, [shape[-1]], mean.reshape(-1, 1),
-                rstd.reshape(-1, 1), None, None, [True, False, False])[0]
-        else:
-            gy = gxn
+        gy = _norm_backward(gxn, y, norm, mean, rstd)
         if add_input:
             gy.add_(go.reshape(gy.shape))
         return (gy.reshape(shape), gw1, gb1, gw2, gb2, gs, gb_act, None, None,
                 None, None)
+
+
+def _depthwise(a: Tensor, wd: Tensor, bd: Optional[Tensor]) -> Tensor:
+    """Stride-1 'same' depthwise convolution of a (B, H, W, C) map."""
+    padding = (wd.shape[-2] // 2, wd.shape[-1] // 2)
+    return to_nhwc(F.conv2d(to_nchw(a), wd, bd, padding=padding,
+                            groups=a.shape[-1]))
+
+
+class SepConvMix(torch.autograd.Function):
+    """ConvFormer's mixer branch ``pw2(dw(star_relu(pw1(norm(y)))))`` on a
+    ``(B, H, W, C)`` map (norm as in :class:`NormMlp`, its affine folded
+    into ``w1``/``b1``; ``wd``: the depthwise kernel, stride 1, 'same').
+
+    It saves ``y``, ``r = relu(pw1(.))`` and the depthwise output, and
+    recomputes the normalised input and the activation in backward: three
+    of the plain formulation's seven saved maps.
+    """
+
+    @staticmethod
+    def forward(ctx, y, w1, b1, s, b, wd, bd, w2, b2, norm: Optional[str],
+                eps: float):
+        xn, mean, rstd = _norm_forward(y, norm, eps)
+        r = linear(xn, w1, b1, 'relu')
+        a = (r * r).mul_(s).add_(b)
+        d = _depthwise(a.reshape(*y.shape[:-1], -1), wd, bd)
+        del a
+        d = d.reshape(r.shape)
+        out = linear(d, w2, b2)
+        ctx.save_for_backward(y, r, d, w1, s, b, wd, w2, mean, rstd)
+        ctx.cfg = (norm, b1 is not None, bd is not None, b2 is not None)
+        return out.reshape(*y.shape[:-1], w2.shape[0])
+
+    @staticmethod
+    def backward(ctx, go):
+        y, r, d, w1, s, b, wd, w2, mean, rstd = ctx.saved_tensors
+        norm, has_b1, has_bd, has_b2 = ctx.cfg
+        go = go.reshape(-1, go.shape[-1])
+        gw2 = go.t().mm(d)
+        gb2 = go.sum(0) if has_b2 else None
+        gd = go.mm(w2)
+        del d
+        r2 = r * r
+        a = torch.addcmul(b, r2, s)
+        map_shape = (*y.shape[:-1], -1)
+        ga, gwd, gbd = torch.ops.aten.convolution_backward(
+            to_nchw(gd.reshape(map_shape)), to_nchw(a.reshape(map_shape)), wd,
+            [wd.shape[0]] if has_bd else None, [1, 1],
+            [wd.shape[-2] // 2, wd.shape[-1] // 2], [1, 1], False, [0, 0],
+            wd.shape[0], [True, True, has_bd])
+        del gd, a
+        ga = to_nhwc(ga).reshape(r.shape)
+        gs = torch.dot(ga.reshape(-1), r2.reshape(-1)).reshape(1)
+        del r2
+        gb_act = ga.sum().reshape(1)
+        gh = ga.mul_(r)  # dL/dh = 2 s r dL/da
+        xn = y.reshape(-1, y.shape[-1]) if norm is None else _normalise(
+            y.reshape(-1, y.shape[-1]), norm, mean, rstd)
+        gw1, gb1, gxn = _fc1_backward(gh, xn, w1, has_b1, 2 * s)
+        gy = _norm_backward(gxn, y, norm, mean, rstd)
+        return (gy, gw1, gb1, gs, gb_act, gwd, gbd if has_bd else None, gw2,
+                gb2, None, None)
+
+
+def sep_conv_mix(y: Tensor, w1: Tensor, b1: Optional[Tensor],
+                 act_params: Tuple[Tensor, Tensor], wd: Tensor,
+                 bd: Optional[Tensor], w2: Tensor, b2: Optional[Tensor],
+                 norm: Optional[str] = None, eps: float = 1e-6,
+                 norm_affine=(None, None)) -> Tensor:
+    """:class:`SepConvMix` with the norm's (gamma, beta) folded into
+    ``w1`` / ``b1`` from the live Parameters (differentiably)."""
+    gamma, beta = norm_affine
+    if beta is not None:
+        b1 = w1.mv(beta) if b1 is None else torch.addmv(b1, w1, beta)
+    if gamma is not None:
+        w1 = w1 * gamma
+    return SepConvMix.apply(y, w1, b1, *act_params, wd, bd, w2, b2, norm, eps)
 
 
 def _normalised(y: Tensor, norm: Optional[str], eps: float,
