@@ -226,9 +226,7 @@ class FastMetaFormerBlock(MetaFormerBlock):
         mlp = self.mlp
         kind, act = norm_kind(self.norm2), act_kind(mlp.act)
         ls, res = scale_vector(self.layer_scale2), scale_vector(self.res_scale2)
-        if kind is None or act is None or (self.training and mlp.drop.p > 0) \
-                or (torch.is_grad_enabled() and _autocast_enabled(y.device.type)):
-            # autocast casts per op: the unfused ops keep its dtype policy
+        if kind is None or act is None or (self.training and mlp.drop.p > 0):
             h = torch.nn.functional.linear(norm_channels_last(self.norm2, y),
                                            matrix(mlp.fc1), mlp.fc1.bias)
             branch = torch.nn.functional.linear(

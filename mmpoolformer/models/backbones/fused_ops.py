@@ -214,7 +214,7 @@ def _fc1_backward(gh: Tensor, xn: Tensor, w1: Tensor, has_b1: bool,
     scalar factor applied to the weight-sized results, not to ``gh``)."""
     gw1 = gh.t().mm(xn)
     gb1 = gh.sum(0) if has_b1 else None
-    gxn = gh.mm(w1 if scale is None else w1 * scale)
+    gxn = gh.mm((w1 if scale is None else w1 * scale).to(gh.dtype))
     if scale is not None:
         gw1.mul_(scale)
         gb1 = None if gb1 is None else gb1.mul_(scale)
@@ -243,26 +243,32 @@ class NormMlp(torch.autograd.Function):
     (per position, over C) or None; affine-free because the caller folds the
     norm affine into ``w1``/``b1``. ``act``: ``'gelu'`` (erf), ``'relu'`` or
     ``'star_relu'`` (``s * relu(h)**2 + b``). With ``add_input`` it
-    returns ``y + branch`` (the block's residual, summed inside the second
-    GEMM), else the branch.
+    returns ``y + branch`` (the block's residual), else the branch.
+    ``dtype``: the GEMMs' (autocast's bf16, or ``y.dtype``); as under
+    autocast, the norm and its backward run in ``y``'s dtype, the GEMMs and
+    the activation in ``dtype``, weight gradients come back in the weights'.
     """
 
     @staticmethod
     def forward(ctx, y, w1, b1, w2, b2, s, b, norm: Optional[str],
-                eps: float, act: str, add_input: bool):
+                eps: float, act: str, add_input: bool, dtype: torch.dtype):
         shape = y.shape
         y2 = y.reshape(-1, shape[-1])
         xn, mean, rstd = _norm_forward(y, norm, eps)
-        residual = y2 if add_input else None
+        xn = xn.to(dtype)
+        # the residual is summed inside the second GEMM in its dtype
+        in_gemm = y2 if add_input and y.dtype == dtype else None
         if act == 'star_relu':
             # h is r = relu(fc1(x)) (the ReLU fused into the GEMM) and
             # fc2(s * r**2 + b) = (s W2) r**2 + (b2 + b W2 1)
             h = linear(xn, w1, b1, 'relu')
             w2s, b2s = _star_relu_into_fc2(w2, b2, s, b)
-            out = linear(h * h, w2s, b2s, residual=residual)
+            out = linear(h * h, w2s, b2s, residual=in_gemm)
         else:
             h = linear(xn, w1, b1)
-            out = linear(_act(h, act, s, b), w2, b2, residual=residual)
+            out = linear(_act(h, act, s, b), w2, b2, residual=in_gemm)
+        if add_input and in_gemm is None:
+            out = torch.add(y2, out)
         ctx.save_for_backward(y, h, w1, w2, s, b, mean, rstd)
         ctx.cfg = (norm, act, b1 is not None, b2 is not None, add_input)
         return out.reshape(*shape[:-1], w2.shape[0])
@@ -271,26 +277,29 @@ class NormMlp(torch.autograd.Function):
     def backward(ctx, go):
         y, h, w1, w2, s, b, mean, rstd = ctx.saved_tensors
         norm, act, has_b1, has_b2, add_input = ctx.cfg
-        shape = y.shape
+        shape, dtype = y.shape, h.dtype
         y2 = y.reshape(-1, shape[-1])
         go = go.reshape(-1, go.shape[-1])
+        gq = go.to(dtype)
         xn = y2 if norm is None else _normalise(y2, norm, mean, rstd)
+        xn = xn.to(dtype)
         gb2 = go.sum(0) if has_b2 or act == 'star_relu' else None
         gs = gb_act = None
         if act == 'star_relu':
             # h is r = relu(.): g = s r**2 + b, dL/dh = 2 s r dL/dg; the
             # scalars are applied to the small weight-sized products
             r2 = h * h
-            gw2 = go.t().mm(r2).mul_(s).add_((gb2 * b)[:, None])
-            gg = go.mm(w2.to(go.dtype))
-            gs = torch.dot(gg.reshape(-1), r2.reshape(-1)).reshape(1)
+            gw2 = gq.t().mm(r2).to(w2.dtype).mul_(s).add_(
+                (gb2.to(w2.dtype) * b)[:, None])
+            gg = gq.mm(w2.to(dtype))
+            gs = _dot(gg, r2, s.dtype)
             del r2
-            gb_act = gg.sum().reshape(1)
+            gb_act = gg.sum(dtype=b.dtype).reshape(1)
             gh, scale = gg.mul_(h), 2 * s
         else:
             g = _act(h, act, s, b)
-            gw2 = go.t().mm(g)
-            gg = torch.mm(go, w2.to(go.dtype), out=g)  # g is spent: reuse it
+            gw2 = gq.t().mm(g)
+            gg = torch.mm(gq, w2.to(dtype), out=g)  # g is spent: reuse it
             if act == 'gelu':
                 gh = torch.ops.aten.gelu_backward.grad_input(gg, h,
                                                              grad_input=gg)
@@ -299,11 +308,29 @@ class NormMlp(torch.autograd.Function):
             scale = None
         gw1, gb1, gxn = _fc1_backward(gh, xn, w1, has_b1, scale)
         gb2 = gb2 if has_b2 else None
-        gy = _norm_backward(gxn, y, norm, mean, rstd)
+        gy = _norm_backward(gxn.to(y.dtype), y, norm, mean, rstd)
         if add_input:
             gy.add_(go.reshape(gy.shape))
-        return (gy.reshape(shape), gw1, gb1, gw2, gb2, gs, gb_act, None, None,
-                None, None)
+        return (gy.reshape(shape), *_like((gw1, gb1, gw2, gb2, gs, gb_act),
+                                          (w1, w1, w2, w2, s, b)),
+                None, None, None, None, None)
+
+
+def _dot(a: Tensor, b: Tensor, dtype: torch.dtype, rows: int = 4096):
+    """``sum(a * b)`` of two 2-D tensors as a (1,) tensor in ``dtype``,
+    accumulated in it: a bf16 ``torch.dot`` rounds (and cancels) in bf16.
+    Row blocks bound the upcast copies."""
+    if a.dtype == dtype:
+        return torch.dot(a.reshape(-1), b.reshape(-1)).reshape(1)
+    return sum(torch.dot(a[i:i + rows].reshape(-1).to(dtype),
+                         b[i:i + rows].reshape(-1).to(dtype))
+               for i in range(0, a.shape[0], rows)).reshape(1)
+
+
+def _like(grads, inputs):
+    """Each gradient in its input's dtype."""
+    return [None if g is None else g.to(x.dtype)
+            for g, x in zip(grads, inputs)]
 
 
 def _depthwise(a: Tensor, wd: Tensor, bd: Optional[Tensor]) -> Tensor:
@@ -356,7 +383,7 @@ class SepConvMix(torch.autograd.Function):
             wd.shape[0], [True, True, has_bd])
         del gd, a
         ga = to_nhwc(ga).reshape(r.shape)
-        gs = torch.dot(ga.reshape(-1), r2.reshape(-1)).reshape(1)
+        gs = _dot(ga, r2, s.dtype)
         del r2
         gb_act = ga.sum().reshape(1)
         gh = ga.mul_(r)  # dL/dh = 2 s r dL/da
@@ -413,8 +440,9 @@ def norm_mlp(y: Tensor, w1: Tensor, b1: Optional[Tensor], w2: Tensor,
     Parameters (differentiably) at every call. Without autograd (inference)
     it is applied in the normalisation pass instead, and the same math runs
     as plain GEMMs with the activation and the residual sum fused into
-    them, in ``dtype`` (autocast's: default ``y.dtype``) as autocast would
-    run them: the norm and the residual sum in ``y``'s dtype."""
+    them. Either way the GEMMs run in ``dtype`` (autocast's: default
+    ``y.dtype``) as autocast would run them: the norm and the residual sum
+    in ``y``'s dtype."""
     s, b = act_params
     gamma, beta = norm_affine
     if torch.is_grad_enabled():
@@ -424,7 +452,7 @@ def norm_mlp(y: Tensor, w1: Tensor, b1: Optional[Tensor], w2: Tensor,
             w1 = w1 * gamma
         add_input = residual is y
         out = NormMlp.apply(y, w1, b1, w2, b2, s, b, norm, eps, act,
-                            add_input)
+                            add_input, y.dtype if dtype is None else dtype)
         return out if residual is None or add_input else out + residual
     shape = y.shape
     dtype = y.dtype if dtype is None else dtype
