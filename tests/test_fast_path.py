@@ -223,6 +223,19 @@ def test_fused_ops_gradcheck():
             ), (norm, biases)
 
 
+def test_norm_backward_from_normalised_rows():
+    """The low-precision NormMlp saves the normalised rows instead of its
+    input; the norm's backward from them is the same in float64."""
+    y, g = torch.randn(2, 5, 7, 6, dtype=torch.float64).unbind(0)
+    y, g = y[None].expand(3, -1, -1, -1) * torch.rand(3, 1, 1, 1) + 2, \
+        g[None].expand(3, -1, -1, -1).contiguous()
+    for norm in ('group', 'layer'):
+        xn, mean, rstd = fused_ops._norm_forward(y, norm, 1e-5)
+        expected = fused_ops._norm_backward(g, y, norm, mean, rstd)
+        got = fused_ops._norm_backward_normalised(g, xn, norm, rstd, y.shape)
+        assert rel_error(got, expected) <= 1e-12, norm
+
+
 def test_pool_mix_saves_less_than_the_plain_block():
     """What backward keeps alive: the fast block stores its input and
     small statistics, the plain one also the normalised and pooled maps."""

@@ -183,7 +183,9 @@ class FastMetaFormerBlock(MetaFormerBlock):
         if isinstance(self.token_mixer, Pooling) and self.residual and \
                 norm_kind(self.norm1) == 'group':
             if _autocast_enabled(x.device.type):
-                x = x.float()  # as the plain path's fp32 norm promotes it
+                # the residual stream stays fp32 (the plain ops' is fp32
+                # after a layer scale, bf16 without one)
+                x = x.float()
             # pool(GN(x)) - GN(x) == gamma / sigma * (pool(x) - x)
             gamma = self.norm1.weight
             k = x.new_ones(x.shape[-1]) if gamma is None else gamma
@@ -193,7 +195,8 @@ class FastMetaFormerBlock(MetaFormerBlock):
             if keep is not None:
                 k = k * keep.reshape(-1, 1)
             return pool_mix(x, k, res, self.norm1.bias,
-                            self.token_mixer.pool_size, self.norm1.eps)
+                            self.token_mixer.pool_size, self.norm1.eps,
+                            gemm_dtype(x))
         if torch.is_grad_enabled() and _fused_sep_conv(self.token_mixer,
                                                        self.norm1, x):
             return self._residual(x, res, self._sep_conv_branch(x, ls), None)

@@ -67,6 +67,17 @@ def _pool_adjoint(grad: Tensor, x: Tensor, size: int) -> Tensor:
         [size // 2, size // 2], False, False, None))
 
 
+def _pool_mix(x: Tensor, k: Tensor, a: Optional[Tensor], pool_size: int,
+              eps: float):
+    """:class:`PoolMix`'s output and the statistics of ``x``."""
+    mean, rstd = sample_stats(x, eps)
+    kk = (k * rstd[:, None])[:, None, None, :]
+    p = _pool(x, pool_size)  # a temporary: the output is written into it
+    if a is None:
+        return torch.lerp(x, p, kk, out=p), mean, rstd
+    return p.mul_(kk).addcmul_(x, a - kk), mean, rstd
+
+
 class PoolMix(torch.autograd.Function):
     """``y = a * x + k / sigma(x) * (avgpool(x) - x)``.
 
@@ -75,19 +86,16 @@ class PoolMix(torch.autograd.Function):
     residual scale or None; ``sigma``: per-sample std of ``x`` as in
     ``GroupNorm(1, C, eps)``. ``beta``, the norm's bias, cancels: it is an
     input only so that it gets its (zero) gradient, as in the plain
-    formulation, and DDP sees every parameter used.
+    formulation, and DDP sees every parameter used. ``save_dtype``: the
+    dtype ``x`` is kept in for backward (autocast's, which its GEMMs
+    round to anyway).
     """
 
     @staticmethod
-    def forward(ctx, x, k, a, beta, pool_size: int, eps: float):
-        mean, rstd = sample_stats(x, eps)
-        kk = (k * rstd[:, None])[:, None, None, :]
-        p = _pool(x, pool_size)
-        if a is None:
-            y = torch.lerp(x, p, kk)
-        else:
-            y = torch.addcmul(x * (a - kk), p, kk)
-        ctx.save_for_backward(x, k, a, mean, rstd)
+    def forward(ctx, x, k, a, beta, pool_size: int, eps: float,
+                save_dtype: torch.dtype):
+        y, mean, rstd = _pool_mix(x, k, a, pool_size, eps)
+        ctx.save_for_backward(x.to(save_dtype), k, a, mean, rstd)
         ctx.pool_size = pool_size
         ctx.beta_shape = None if beta is None else beta.shape
         return y
@@ -100,6 +108,7 @@ class PoolMix(torch.autograd.Function):
         # serves both, no pooled map is recomputed, updates are in place.
         x, k, a, mean, rstd = ctx.saved_tensors
         gy = gy.contiguous()
+        x = x.to(gy.dtype)
         u = _pool_adjoint(gy, x, ctx.pool_size).sub_(gy)   # (P^T - 1) gy
         t = (x * u).sum((1, 2))                             # (B, C)
         gk = t * rstd[:, None]
@@ -115,12 +124,16 @@ class PoolMix(torch.autograd.Function):
             gx.addcmul_(gy, a)
         ga = None if a is None else (gy * x).sum((0, 1, 2))
         gbeta = None if ctx.beta_shape is None else x.new_zeros(ctx.beta_shape)
-        return gx, gk, ga, gbeta, None, None
+        return gx, gk, ga, gbeta, None, None, None
 
 
 def pool_mix(x: Tensor, k: Tensor, a: Optional[Tensor],
-             beta: Optional[Tensor], pool_size: int, eps: float) -> Tensor:
-    return PoolMix.apply(x, k, a, beta, pool_size, eps)
+             beta: Optional[Tensor], pool_size: int, eps: float,
+             save_dtype: Optional[torch.dtype] = None) -> Tensor:
+    if not torch.is_grad_enabled():  # inference: no autograd node
+        return _pool_mix(x, k, a, pool_size, eps)[0]
+    return PoolMix.apply(x, k, a, beta, pool_size, eps,
+                         x.dtype if save_dtype is None else save_dtype)
 
 
 # ---------------------------------------------------------------------- MLP
@@ -208,6 +221,20 @@ def _norm_backward(gxn: Tensor, y: Tensor, norm: Optional[str],
         [True, False, False])[0].reshape(y.shape)
 
 
+def _norm_backward_normalised(gxn: Tensor, xn: Tensor, norm: str,
+                              rstd: Tensor, shape) -> Tensor:
+    """:func:`_norm_backward` from the normalised rows ``xn`` (any float
+    dtype) instead of the input: ``rstd * (g - mean(g) - xn mean(g xn))``,
+    ATen's formula with the statistics of ``xn`` (0 and 1)."""
+    rows = (shape[0], -1) if norm == 'group' else (-1, shape[-1])
+    g, x = gxn.reshape(rows), xn.reshape(rows).to(gxn.dtype)
+    one = rstd.new_ones(g.shape[0], 1)
+    gy = torch.ops.aten.native_layer_norm_backward(
+        g, x, [g.shape[1]], one - 1, one, None, None,
+        [True, False, False])[0]
+    return gy.mul_(rstd.reshape(-1, 1)).reshape(shape)
+
+
 def _fc1_backward(gh: Tensor, xn: Tensor, w1: Tensor, has_b1: bool,
                   scale: Optional[Tensor]):
     """Gradients of ``h = xn @ w1.T + b1`` given ``scale * gh`` = dL/dh (a
@@ -269,20 +296,27 @@ class NormMlp(torch.autograd.Function):
             out = linear(_act(h, act, s, b), w2, b2, residual=in_gemm)
         if add_input and in_gemm is None:
             out = torch.add(y2, out)
-        ctx.save_for_backward(y, h, w1, w2, s, b, mean, rstd)
-        ctx.cfg = (norm, act, b1 is not None, b2 is not None, add_input)
+        # in a lower precision the GEMMs' input is saved instead of y:
+        # half its size, and nothing to recompute
+        keep = y if xn.dtype == y.dtype or norm is None else xn
+        ctx.save_for_backward(keep, h, w1, w2, s, b, mean, rstd)
+        ctx.cfg = (norm, act, b1 is not None, b2 is not None, add_input,
+                   shape, y.dtype)
         return out.reshape(*shape[:-1], w2.shape[0])
 
     @staticmethod
     def backward(ctx, go):
         y, h, w1, w2, s, b, mean, rstd = ctx.saved_tensors
-        norm, act, has_b1, has_b2, add_input = ctx.cfg
-        shape, dtype = y.shape, h.dtype
+        norm, act, has_b1, has_b2, add_input, shape, y_dtype = ctx.cfg
+        dtype = h.dtype
         y2 = y.reshape(-1, shape[-1])
         go = go.reshape(-1, go.shape[-1])
         gq = go.to(dtype)
-        xn = y2 if norm is None else _normalise(y2, norm, mean, rstd)
-        xn = xn.to(dtype)
+        saved_xn = y.dtype != y_dtype  # the GEMMs' input, not y
+        if saved_xn or norm is None:
+            xn = y2.to(dtype)
+        else:
+            xn = _normalise(y2, norm, mean, rstd).to(dtype)
         gb2 = go.sum(0) if has_b2 or act == 'star_relu' else None
         gs = gb_act = None
         if act == 'star_relu':
@@ -308,7 +342,11 @@ class NormMlp(torch.autograd.Function):
             scale = None
         gw1, gb1, gxn = _fc1_backward(gh, xn, w1, has_b1, scale)
         gb2 = gb2 if has_b2 else None
-        gy = _norm_backward(gxn.to(y.dtype), y, norm, mean, rstd)
+        if saved_xn:
+            gy = _norm_backward_normalised(gxn.to(y_dtype), xn, norm, rstd,
+                                           shape)
+        else:
+            gy = _norm_backward(gxn.to(y_dtype), y, norm, mean, rstd)
         if add_input:
             gy.add_(go.reshape(gy.shape))
         return (gy.reshape(shape), *_like((gw1, gb1, gw2, gb2, gs, gb_act),
