@@ -56,15 +56,36 @@ def sample_stats(x: Tensor, eps: float) -> Tuple[Tensor, Tensor]:
 
 
 # ------------------------------------------------------------------ pooling
+# The average pool (stride 1, 'same', count_include_pad=False) as P = D S:
+# S the window sum, a depthwise convolution with a ones kernel (oneDNN's is
+# 1.5-3x faster than ATen's channels-last avg_pool2d at these sizes), D the
+# inverse window count per position. S is symmetric, so P^T g = S(D g).
+def _inverse_counts(x: Tensor, size: int) -> Tensor:
+    """``1 / (cells of each window inside the map)``, ``(H, W, 1)``."""
+    r = size // 2
+
+    def counts(n):
+        i = torch.arange(n, device=x.device)
+        return (torch.clamp(i + r, max=n - 1) - torch.clamp(i - r, min=0) +
+                1).to(x.dtype)
+
+    return (counts(x.shape[1])[:, None] * counts(x.shape[2])).reciprocal_()[
+        ..., None]
+
+
+def _window_sum(x: Tensor, size: int) -> Tensor:
+    ones = x.new_ones(x.shape[-1], 1, size, size)
+    with torch.autocast(x.device.type, enabled=False):  # in x's dtype
+        return to_nhwc(F.conv2d(to_nchw(x), ones, padding=size // 2,
+                                groups=x.shape[-1]))
+
+
 def _pool(x: Tensor, size: int) -> Tensor:
-    return to_nhwc(F.avg_pool2d(to_nchw(x), size, 1, size // 2,
-                                count_include_pad=False))
+    return _window_sum(x, size).mul_(_inverse_counts(x, size))
 
 
-def _pool_adjoint(grad: Tensor, x: Tensor, size: int) -> Tensor:
-    return to_nhwc(torch.ops.aten.avg_pool2d_backward(
-        to_nchw(grad), to_nchw(x), [size, size], [1, 1],
-        [size // 2, size // 2], False, False, None))
+def _pool_adjoint(grad: Tensor, size: int) -> Tensor:
+    return _window_sum(grad * _inverse_counts(grad, size), size)
 
 
 def _pool_mix(x: Tensor, k: Tensor, a: Optional[Tensor], pool_size: int,
@@ -109,7 +130,7 @@ class PoolMix(torch.autograd.Function):
         x, k, a, mean, rstd = ctx.saved_tensors
         gy = gy.contiguous()
         x = x.to(gy.dtype)
-        u = _pool_adjoint(gy, x, ctx.pool_size).sub_(gy)   # (P^T - 1) gy
+        u = _pool_adjoint(gy, ctx.pool_size).sub_(gy)      # (P^T - 1) gy
         t = (x * u).sum((1, 2))                             # (B, C)
         gk = t * rstd[:, None]
         g_rstd = (t * k).sum(1)                             # (B,)
