@@ -19,6 +19,7 @@ Both compute the plain formulation's function (fp32 differences are
 rounding, ~1e-6 relative); ``tests/test_fast_path.py`` checks outputs and
 gradients against it.
 """
+import functools
 from typing import Optional, Tuple
 
 import torch
@@ -43,7 +44,7 @@ def layer_norm_rows(x2: Tensor, eps: float, weight: Optional[Tensor] = None,
     mean, rstd). Without a weight it passes ones: ATen's CPU kernel is about
     twice as fast with a weight as without one (torch 2.14, measured)."""
     if weight is None:
-        weight = x2.new_ones(x2.shape[1])
+        weight = _constant('ones', (x2.shape[1], ), x2.dtype, x2.device)
     return torch.ops.aten.native_layer_norm(x2, [x2.shape[1]], weight, bias,
                                             eps)
 
@@ -60,21 +61,37 @@ def sample_stats(x: Tensor, eps: float) -> Tuple[Tensor, Tensor]:
 # S the window sum, a depthwise convolution with a ones kernel (oneDNN's is
 # 1.5-3x faster than ATen's channels-last avg_pool2d at these sizes), D the
 # inverse window count per position. S is symmetric, so P^T g = S(D g).
-def _inverse_counts(x: Tensor, size: int) -> Tensor:
-    """``1 / (cells of each window inside the map)``, ``(H, W, 1)``."""
-    r = size // 2
+@functools.lru_cache(maxsize=64)
+def _constant(kind: str, shape: tuple, dtype: torch.dtype,
+              device: torch.device) -> Tensor:
+    """A constant the kernels need at every call, made once per shape:
+    ``'ones'``, or ``'inverse_counts'`` of ``shape = (H, W, size)``: ``1 /
+    (cells of each pooling window inside the map)``, ``(H, W, 1)``. Never
+    written to; weights are never cached."""
+    with torch.inference_mode(False):  # usable outside inference mode too
+        return _make_constant(kind, shape, dtype, device)
+
+
+def _make_constant(kind, shape, dtype, device):
+    if kind == 'ones':
+        return torch.ones(shape, dtype=dtype, device=device)
+    h, w, size = shape
 
     def counts(n):
-        i = torch.arange(n, device=x.device)
-        return (torch.clamp(i + r, max=n - 1) - torch.clamp(i - r, min=0) +
-                1).to(x.dtype)
+        i = torch.arange(n, device=device)
+        return (torch.clamp(i + size // 2, max=n - 1) -
+                torch.clamp(i - size // 2, min=0) + 1).to(dtype)
 
-    return (counts(x.shape[1])[:, None] * counts(x.shape[2])).reciprocal_()[
-        ..., None]
+    return (counts(h)[:, None] * counts(w)).reciprocal_()[..., None]
+
+
+def _inverse_counts(x: Tensor, size: int) -> Tensor:
+    return _constant('inverse_counts', (x.shape[1], x.shape[2], size),
+                     x.dtype, x.device)
 
 
 def _window_sum(x: Tensor, size: int) -> Tensor:
-    ones = x.new_ones(x.shape[-1], 1, size, size)
+    ones = _constant('ones', (x.shape[-1], 1, size, size), x.dtype, x.device)
     with torch.autocast(x.device.type, enabled=False):  # in x's dtype
         return to_nhwc(F.conv2d(to_nchw(x), ones, padding=size // 2,
                                 groups=x.shape[-1]))
