@@ -219,7 +219,7 @@ def linear(x: Tensor, w: Tensor, b: Optional[Tensor],
                 x, residual, w, b, 'add')
         attr, algo = _ONEDNN_ACT.get(act, ('none', ''))
         return torch.ops.mkldnn._linear_pointwise(x, w, b, attr, [], algo)
-    out = F.linear(x, w, b)
+    out = F.linear(x, w.to(x.dtype), None if b is None else b.to(x.dtype))
     if act is not None:
         out = _act(out, act, None, None)
     return out if residual is None else out + residual
