@@ -1,21 +1,24 @@
 """Fused kernels of the fast formulation, on channels-last ``(B, H, W, C)``
 maps, for eager mode (:mod:`.fast_blocks` calls them only there).
 
-Two autograd functions cover what dominates a MetaFormer block:
+Three autograd functions cover what dominates a MetaFormer block:
 
 * :class:`PoolMix`, PoolFormer's token mixer behind a one-group GroupNorm,
   through the identity ``pool(GN(x)) - GN(x) = gamma / sigma * (pool(x) - x)``
   (every ``count_include_pad=False`` window averages to one, so the mean and
-  beta cancel). The normalised map is never built; backward recomputes the
-  pooled map and saves nothing but ``x`` and two numbers per sample.
+  beta cancel). The normalised map is never built; backward saves nothing
+  but ``x`` and two numbers per sample.
 * :class:`NormMlp`, ``fc2(act(fc1(norm(y))))`` as two GEMMs on the
   ``(B*H*W, C)`` matrix with the norm affine already folded into ``fc1``.
   It saves ``y`` and the pre-activation (StarReLU: the ReLU's output, the
   ReLU fused into the GEMM and the scalars folded into ``fc2``) and
   recomputes the normalised input and the activation in backward: three of
   the five tensors the plain formulation keeps.
+* :class:`SepConvMix`, ConvFormer's mixer branch, likewise.
 
-Both compute the plain formulation's function (fp32 differences are
+Under autocast the GEMMs run in autocast's dtype and the saved activations
+are kept in it; norms and the residual stream stay in the input's dtype.
+All compute the plain formulation's function (fp32 differences are
 rounding, ~1e-6 relative); ``tests/test_fast_path.py`` checks outputs and
 gradients against it.
 """
