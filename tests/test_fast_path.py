@@ -332,10 +332,12 @@ def test_bfloat16_autocast_inference(name):
         assert 1e-4 < error <= 1.5 * rel_error(theirs.float(), ref) + 1e-3
 
 
-@pytest.mark.parametrize('name', ['poolformer', 'poolformer_v2', 'caformer'])
+@pytest.mark.parametrize('name', ['poolformer', 'poolformer_v2', 'convformer',
+                                  'caformer'])
 def test_bfloat16_autocast_training(name):
-    """A training step under CPU bf16 autocast: the fused MLP runs its GEMMs
-    in bf16 and saves its activations in bf16, and outputs and gradients
+    """A training step under CPU bf16 autocast: the fused MLP (and
+    ConvFormer's mixer) run their GEMMs in bf16 and save their activations
+    in bf16, and outputs and gradients
     (all parameters as one vector: single reductions such as a StarReLU
     scalar's gradient cancel heavily in bf16, by 5-20 % in both) are as
     close to the fp32 step as the plain formulation's under autocast."""
@@ -346,7 +348,10 @@ def test_bfloat16_autocast_training(name):
     with torch.autocast('cpu', dtype=torch.bfloat16):
         outs_f, gx_f, g_f = run(fast, x)
         outs_p, gx_p, g_p = run(plain, x)
-        assert 'NormMlpBackward' in autograd_ops(fast(x))
+        ops = autograd_ops(fast(x))
+    assert 'NormMlpBackward' in ops
+    assert ('SepConvMixBackward' in ops) == (name in ('convformer',
+                                                      'caformer'))
     for ours, theirs, exact in [(gx_f, gx_p, gx_e), *zip(outs_f, outs_p,
                                                           outs_e)]:
         error = rel_error(ours.float(), exact)

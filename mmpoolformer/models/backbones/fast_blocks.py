@@ -149,10 +149,9 @@ def _scaled(layer: nn.Module, ls: Optional[Tensor]):
 
 def _fused_sep_conv(mixer: nn.Module, norm: nn.Module, x: Tensor) -> bool:
     """Whether :func:`fused_ops.sep_conv_mix` computes ``mixer(norm(x))``:
-    a SepConv with StarReLU and a stride-1 'same' depthwise convolution,
-    outside autocast (whose per-op dtypes the plain ops keep)."""
+    a SepConv with StarReLU and a stride-1 'same' depthwise convolution."""
     if not isinstance(mixer, SepConv) or not isinstance(mixer.act1, StarReLU) \
-            or norm_kind(norm) is None or _autocast_enabled(x.device.type):
+            or norm_kind(norm) is None:
         return False
     dw = mixer.dwconv
     return dw.stride == (1, 1) and dw.dilation == (1, 1) and \
@@ -213,7 +212,7 @@ class FastMetaFormerBlock(MetaFormerBlock):
             x, matrix(mixer.pwconv1), mixer.pwconv1.bias,
             (mixer.act1.scale, mixer.act1.bias), mixer.dwconv.weight,
             mixer.dwconv.bias, w2, b2, None if kind == 'none' else kind,
-            getattr(norm, 'eps', 0.), affine)
+            getattr(norm, 'eps', 0.), affine, gemm_dtype(x))
 
     def _residual(self, x, res, branch, ls):
         if ls is not None:

@@ -262,6 +262,32 @@ def _norm_backward(gxn: Tensor, y: Tensor, norm: Optional[str],
         [True, False, False])[0].reshape(y.shape)
 
 
+def _kept_input(y: Tensor, xn: Tensor, norm: Optional[str]) -> Tensor:
+    """What a fused function saves to redo its norm in backward: ``y``, or
+    in a lower GEMM precision the GEMMs' input rows ``xn`` (half the size,
+    nothing to recompute)."""
+    return y if xn.dtype == y.dtype or norm is None else xn
+
+
+def _gemm_input(kept: Tensor, y_dtype: torch.dtype, norm: Optional[str],
+                mean: Tensor, rstd: Tensor, dtype: torch.dtype) -> Tensor:
+    """The GEMMs' input rows again, from :func:`_kept_input`."""
+    rows = kept.reshape(-1, kept.shape[-1])
+    if kept.dtype == y_dtype and norm is not None:
+        rows = _normalise(rows, norm, mean, rstd)
+    return rows.to(dtype)
+
+
+def _kept_norm_backward(gxn: Tensor, kept: Tensor, y_dtype: torch.dtype,
+                        norm: Optional[str], mean: Tensor, rstd: Tensor,
+                        shape) -> Tensor:
+    """The norm's backward from :func:`_kept_input`, in ``y``'s dtype."""
+    gxn = gxn.to(y_dtype)
+    if kept.dtype != y_dtype:
+        return _norm_backward_normalised(gxn, kept, norm, rstd, shape)
+    return _norm_backward(gxn, kept, norm, mean, rstd)
+
+
 def _norm_backward_normalised(gxn: Tensor, xn: Tensor, norm: str,
                               rstd: Tensor, shape) -> Tensor:
     """:func:`_norm_backward` from the normalised rows ``xn`` (any float
@@ -337,27 +363,20 @@ class NormMlp(torch.autograd.Function):
             out = linear(_act(h, act, s, b), w2, b2, residual=in_gemm)
         if add_input and in_gemm is None:
             out = torch.add(y2, out)
-        # in a lower precision the GEMMs' input is saved instead of y:
-        # half its size, and nothing to recompute
-        keep = y if xn.dtype == y.dtype or norm is None else xn
-        ctx.save_for_backward(keep, h, w1, w2, s, b, mean, rstd)
+        ctx.save_for_backward(_kept_input(y, xn, norm), h, w1, w2, s, b,
+                              mean, rstd)
         ctx.cfg = (norm, act, b1 is not None, b2 is not None, add_input,
                    shape, y.dtype)
         return out.reshape(*shape[:-1], w2.shape[0])
 
     @staticmethod
     def backward(ctx, go):
-        y, h, w1, w2, s, b, mean, rstd = ctx.saved_tensors
+        kept, h, w1, w2, s, b, mean, rstd = ctx.saved_tensors
         norm, act, has_b1, has_b2, add_input, shape, y_dtype = ctx.cfg
         dtype = h.dtype
-        y2 = y.reshape(-1, shape[-1])
         go = go.reshape(-1, go.shape[-1])
         gq = go.to(dtype)
-        saved_xn = y.dtype != y_dtype  # the GEMMs' input, not y
-        if saved_xn or norm is None:
-            xn = y2.to(dtype)
-        else:
-            xn = _normalise(y2, norm, mean, rstd).to(dtype)
+        xn = _gemm_input(kept, y_dtype, norm, mean, rstd, dtype)
         gb2 = go.sum(0) if has_b2 or act == 'star_relu' else None
         gs = gb_act = None
         if act == 'star_relu':
@@ -383,11 +402,7 @@ class NormMlp(torch.autograd.Function):
             scale = None
         gw1, gb1, gxn = _fc1_backward(gh, xn, w1, has_b1, scale)
         gb2 = gb2 if has_b2 else None
-        if saved_xn:
-            gy = _norm_backward_normalised(gxn.to(y_dtype), xn, norm, rstd,
-                                           shape)
-        else:
-            gy = _norm_backward(gxn.to(y_dtype), y, norm, mean, rstd)
+        gy = _kept_norm_backward(gxn, kept, y_dtype, norm, mean, rstd, shape)
         if add_input:
             gy.add_(go.reshape(gy.shape))
         return (gy.reshape(shape), *_like((gw1, gb1, gw2, gb2, gs, gb_act),
@@ -422,7 +437,8 @@ def _depthwise(a: Tensor, wd: Tensor, bd: Optional[Tensor]) -> Tensor:
 class SepConvMix(torch.autograd.Function):
     """ConvFormer's mixer branch ``pw2(dw(star_relu(pw1(norm(y)))))`` on a
     ``(B, H, W, C)`` map (norm as in :class:`NormMlp`, its affine folded
-    into ``w1``/``b1``; ``wd``: the depthwise kernel, stride 1, 'same').
+    into ``w1``/``b1``; ``wd``: the depthwise kernel, stride 1, 'same';
+    ``dtype``: the convolutions', as in :class:`NormMlp`).
 
     It saves ``y``, ``r = relu(pw1(.))`` and the depthwise output, and
     recomputes the normalised input and the activation in backward: three
@@ -431,54 +447,63 @@ class SepConvMix(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, y, w1, b1, s, b, wd, bd, w2, b2, norm: Optional[str],
-                eps: float):
+                eps: float, dtype: torch.dtype):
         xn, mean, rstd = _norm_forward(y, norm, eps)
+        xn = xn.to(dtype)
         r = linear(xn, w1, b1, 'relu')
-        a = (r * r).mul_(s).add_(b)
-        d = _depthwise(a.reshape(*y.shape[:-1], -1), wd, bd)
+        a = r * r  # StarReLU; in fp32 under autocast, as its ops run
+        a = a.mul_(s).add_(b) if a.dtype == s.dtype else \
+            torch.addcmul(b, a, s).to(dtype)
+        d = _depthwise(a.reshape(*y.shape[:-1], -1), wd.to(dtype),
+                       None if bd is None else bd.to(dtype))
         del a
         d = d.reshape(r.shape)
         out = linear(d, w2, b2)
-        ctx.save_for_backward(y, r, d, w1, s, b, wd, w2, mean, rstd)
-        ctx.cfg = (norm, b1 is not None, bd is not None, b2 is not None)
+        ctx.save_for_backward(_kept_input(y, xn, norm), r, d, w1, s, b, wd,
+                              w2, mean, rstd)
+        ctx.cfg = (norm, b1 is not None, bd is not None, b2 is not None,
+                   y.shape, y.dtype)
         return out.reshape(*y.shape[:-1], w2.shape[0])
 
     @staticmethod
     def backward(ctx, go):
-        y, r, d, w1, s, b, wd, w2, mean, rstd = ctx.saved_tensors
-        norm, has_b1, has_bd, has_b2 = ctx.cfg
+        kept, r, d, w1, s, b, wd, w2, mean, rstd = ctx.saved_tensors
+        norm, has_b1, has_bd, has_b2, shape, y_dtype = ctx.cfg
+        dtype = r.dtype
         go = go.reshape(-1, go.shape[-1])
-        gw2 = go.t().mm(d)
+        gq = go.to(dtype)
+        gw2 = gq.t().mm(d)
         gb2 = go.sum(0) if has_b2 else None
-        gd = go.mm(w2)
+        gd = gq.mm(w2.to(dtype))
         del d
         r2 = r * r
-        a = torch.addcmul(b, r2, s)
-        map_shape = (*y.shape[:-1], -1)
+        a = torch.addcmul(b, r2, s).to(dtype)
+        map_shape = (*shape[:-1], -1)
         ga, gwd, gbd = torch.ops.aten.convolution_backward(
-            to_nchw(gd.reshape(map_shape)), to_nchw(a.reshape(map_shape)), wd,
-            [wd.shape[0]] if has_bd else None, [1, 1],
+            to_nchw(gd.reshape(map_shape)), to_nchw(a.reshape(map_shape)),
+            wd.to(dtype), [wd.shape[0]] if has_bd else None, [1, 1],
             [wd.shape[-2] // 2, wd.shape[-1] // 2], [1, 1], False, [0, 0],
             wd.shape[0], [True, True, has_bd])
         del gd, a
         ga = to_nhwc(ga).reshape(r.shape)
         gs = _dot(ga, r2, s.dtype)
         del r2
-        gb_act = ga.sum().reshape(1)
+        gb_act = ga.sum(dtype=b.dtype).reshape(1)
         gh = ga.mul_(r)  # dL/dh = 2 s r dL/da
-        xn = y.reshape(-1, y.shape[-1]) if norm is None else _normalise(
-            y.reshape(-1, y.shape[-1]), norm, mean, rstd)
+        xn = _gemm_input(kept, y_dtype, norm, mean, rstd, dtype)
         gw1, gb1, gxn = _fc1_backward(gh, xn, w1, has_b1, 2 * s)
-        gy = _norm_backward(gxn, y, norm, mean, rstd)
-        return (gy, gw1, gb1, gs, gb_act, gwd, gbd if has_bd else None, gw2,
-                gb2, None, None)
+        gy = _kept_norm_backward(gxn, kept, y_dtype, norm, mean, rstd, shape)
+        return (gy, *_like((gw1, gb1, gs, gb_act, gwd, gbd, gw2, gb2),
+                           (w1, w1, s, b, wd, wd, w2, w2)),
+                None, None, None)
 
 
 def sep_conv_mix(y: Tensor, w1: Tensor, b1: Optional[Tensor],
                  act_params: Tuple[Tensor, Tensor], wd: Tensor,
                  bd: Optional[Tensor], w2: Tensor, b2: Optional[Tensor],
                  norm: Optional[str] = None, eps: float = 1e-6,
-                 norm_affine=(None, None)) -> Tensor:
+                 norm_affine=(None, None),
+                 dtype: Optional[torch.dtype] = None) -> Tensor:
     """:class:`SepConvMix` with the norm's (gamma, beta) folded into
     ``w1`` / ``b1`` from the live Parameters (differentiably)."""
     gamma, beta = norm_affine
@@ -486,7 +511,8 @@ def sep_conv_mix(y: Tensor, w1: Tensor, b1: Optional[Tensor],
         b1 = w1.mv(beta) if b1 is None else torch.addmv(b1, w1, beta)
     if gamma is not None:
         w1 = w1 * gamma
-    return SepConvMix.apply(y, w1, b1, *act_params, wd, bd, w2, b2, norm, eps)
+    return SepConvMix.apply(y, w1, b1, *act_params, wd, bd, w2, b2, norm, eps,
+                            y.dtype if dtype is None else dtype)
 
 
 def _normalised(y: Tensor, norm: Optional[str], eps: float,
