@@ -212,8 +212,11 @@ def linear(x: Tensor, w: Tensor, b: Optional[Tensor],
     bias into its output, a full extra pass over the widest tensor of the
     block (as costly as the GEMM itself for stage 1), and then read it all
     again for the activation. Only ``act`` in ``_ONEDNN_ACT`` or a
-    ``residual`` (not both) are fused.
+    ``residual`` (not both) are fused; a residual of another dtype (the fp32
+    stream beside bf16 GEMMs) is added afterwards, in its dtype.
     """
+    if residual is not None and residual.dtype != x.dtype:
+        return torch.add(residual, linear(x, w, b, act))  # in its dtype
     if _use_onednn(x):
         w = w.to(x.dtype)
         b = None if b is None else b.to(x.dtype)
@@ -315,6 +318,15 @@ def _fc1_backward(gh: Tensor, xn: Tensor, w1: Tensor, has_b1: bool,
     return gw1, gb1, gxn
 
 
+def _fold_affine(w1: Tensor, b1: Optional[Tensor], gamma: Optional[Tensor],
+                 beta: Optional[Tensor]) -> Tuple[Tensor, Optional[Tensor]]:
+    """``(W1', b1')`` with ``fc1(gamma * n + beta) = W1' n + b1'``, from the
+    live Parameters (differentiable)."""
+    if beta is not None:
+        b1 = w1.mv(beta) if b1 is None else torch.addmv(b1, w1, beta)
+    return (w1 if gamma is None else w1 * gamma), b1
+
+
 def _star_relu_into_fc2(w2: Tensor, b2: Optional[Tensor], s: Tensor,
                         b: Tensor) -> Tuple[Tensor, Tensor]:
     """``(W2', b2')`` with ``fc2(s * r**2 + b) = W2' r**2 + b2'``."""
@@ -350,19 +362,16 @@ class NormMlp(torch.autograd.Function):
         y2 = y.reshape(-1, shape[-1])
         xn, mean, rstd = _norm_forward(y, norm, eps)
         xn = xn.to(dtype)
-        # the residual is summed inside the second GEMM in its dtype
-        in_gemm = y2 if add_input and y.dtype == dtype else None
+        residual = y2 if add_input else None
         if act == 'star_relu':
             # h is r = relu(fc1(x)) (the ReLU fused into the GEMM) and
             # fc2(s * r**2 + b) = (s W2) r**2 + (b2 + b W2 1)
             h = linear(xn, w1, b1, 'relu')
             w2s, b2s = _star_relu_into_fc2(w2, b2, s, b)
-            out = linear(h * h, w2s, b2s, residual=in_gemm)
+            out = linear(h * h, w2s, b2s, residual=residual)
         else:
             h = linear(xn, w1, b1)
-            out = linear(_act(h, act, s, b), w2, b2, residual=in_gemm)
-        if add_input and in_gemm is None:
-            out = torch.add(y2, out)
+            out = linear(_act(h, act, s, b), w2, b2, residual=residual)
         ctx.save_for_backward(_kept_input(y, xn, norm), h, w1, w2, s, b,
                               mean, rstd)
         ctx.cfg = (norm, act, b1 is not None, b2 is not None, add_input,
@@ -506,11 +515,7 @@ def sep_conv_mix(y: Tensor, w1: Tensor, b1: Optional[Tensor],
                  dtype: Optional[torch.dtype] = None) -> Tensor:
     """:class:`SepConvMix` with the norm's (gamma, beta) folded into
     ``w1`` / ``b1`` from the live Parameters (differentiably)."""
-    gamma, beta = norm_affine
-    if beta is not None:
-        b1 = w1.mv(beta) if b1 is None else torch.addmv(b1, w1, beta)
-    if gamma is not None:
-        w1 = w1 * gamma
+    w1, b1 = _fold_affine(w1, b1, *norm_affine)
     return SepConvMix.apply(y, w1, b1, *act_params, wd, bd, w2, b2, norm, eps,
                             y.dtype if dtype is None else dtype)
 
@@ -551,10 +556,7 @@ def norm_mlp(y: Tensor, w1: Tensor, b1: Optional[Tensor], w2: Tensor,
     s, b = act_params
     gamma, beta = norm_affine
     if torch.is_grad_enabled():
-        if beta is not None:
-            b1 = w1.mv(beta) if b1 is None else torch.addmv(b1, w1, beta)
-        if gamma is not None:
-            w1 = w1 * gamma
+        w1, b1 = _fold_affine(w1, b1, gamma, beta)
         add_input = residual is y
         out = NormMlp.apply(y, w1, b1, w2, b2, s, b, norm, eps, act,
                             add_input, y.dtype if dtype is None else dtype)
@@ -571,6 +573,4 @@ def norm_mlp(y: Tensor, w1: Tensor, b1: Optional[Tensor], w2: Tensor,
     else:
         x = _act(linear(x, w1, b1), act, s, b)
     res = None if residual is None else residual.reshape(-1, w2.shape[0])
-    if res is not None and res.dtype != dtype:  # summed in res' dtype
-        return torch.add(res, linear(x, w2, b2)).reshape(*shape[:-1], -1)
     return linear(x, w2, b2, residual=res).reshape(*shape[:-1], -1)
