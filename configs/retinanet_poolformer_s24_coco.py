@@ -1,7 +1,6 @@
-_base_ = './retinanet_poolformer_s12_coco.py'
-checkpoint_file = 'https://github.com/sail-sg/poolformer/releases/download/v1.0/poolformer_s24.pth.tar'  # noqa
-
-model = dict(
-    backbone=dict(
-        arch='s24',
-        init_cfg=dict(checkpoint=checkpoint_file)))
+# Alias kept for `python tools/train.py configs/retinanet_poolformer_s24_coco.py`
+# from before the configs moved into folders: the config itself is
+# configs/poolformer/retinanet_poolformer_s24_coco.py
+# (`_base_ = 'mmpoolformer::poolformer/retinanet_poolformer_s24_coco.py'` from
+# an installed package).
+_base_ = './poolformer/retinanet_poolformer_s24_coco.py'

@@ -1,10 +1,14 @@
 """PoolFormer and the MetaFormer family as OpenMMLab 2.x backbones.
 
-Importing the package registers everything (that is what
-``custom_imports = dict(imports=['mmpoolformer'])`` relies on); scripts call
-:func:`register_all_modules` to say so explicitly.
+``import mmpoolformer`` (what ``custom_imports=dict(imports=['mmpoolformer'])``
+does) registers our backbones and the ``mmpoolformer`` config scope and
+changes nothing else: mmdet, mmseg and mmpretrain are imported only when a
+config or a lookup needs them (see :mod:`mmpoolformer.registry`).
 """
-from .stack import INSTALL_HINT, resolve_base_config_packages
+import importlib
+import importlib.util
+
+from .stack import INSTALL_HINT, register_config_scope
 
 try:
     import mmcv  # noqa: F401
@@ -13,28 +17,31 @@ except ImportError as exc:  # name the two stacks rather than one package
     raise ImportError(f'mmpoolformer needs mmengine and mmcv ({exc}); '
                       f'{INSTALL_HINT}.') from exc
 
-from . import models  # noqa: F401,E402  (registers the backbones)
-from .checkpoint.torch_load import register_mmengine_safe_globals  # noqa: E402
-from .registry import MODELS, share_with_scopes  # noqa: E402
+from .registry import HOOKS, LAZY_MODULES, MODELS, TRANSFORMS, publish_backbones  # noqa: E402
 from .version import __version__  # noqa: E402
 
 
+def __getattr__(name):
+    """``mmpoolformer.PoolFormer``, ``mmpoolformer.SafeCheckpointHook`` and
+    every other registered class, imported on first use."""
+    if name in LAZY_MODULES:
+        return getattr(importlib.import_module(LAZY_MODULES[name]), name)
+    raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
+
+
 def register_all_modules() -> None:
-    """Register our backbones in the mmdet / mmseg registries, let
-    mmengine's checkpoint loader read Runner checkpoints under torch>=2.6 and
-    ``mmseg::`` base configs resolve on the onedl fork; make
-    ``CheckpointHook`` the crash-safe one and share our transforms with the
-    mmdet / mmseg / mmpretrain scopes. Idempotent."""
-    resolve_base_config_packages()
-    register_mmengine_safe_globals()
-    share_with_scopes()
-    from .engine import register_as_default
-    register_as_default()
-    from .datasets import loading  # noqa: F401  (registers LoadImageOrSkip)
-    from .registry import share_transforms_with_scopes
-    share_transforms_with_scopes()
+    """Import every module that registers something (the head and the
+    distiller only where mmpretrain is installed), as mmdet's function of
+    that name does. Idempotent; our scripts call it to say so explicitly."""
+    has_mmpretrain = importlib.util.find_spec('mmpretrain') is not None
+    for module in sorted(set(LAZY_MODULES.values())):
+        if has_mmpretrain or module not in (
+                'mmpoolformer.models.heads', 'mmpoolformer.models.classifiers'):
+            importlib.import_module(module)
 
 
-register_all_modules()
+register_config_scope()
+publish_backbones()
 
-__all__ = ['MODELS', '__version__', 'register_all_modules']
+__all__ = ['HOOKS', 'MODELS', 'TRANSFORMS', '__version__',
+           'register_all_modules', *LAZY_MODULES]

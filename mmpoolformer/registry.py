@@ -1,77 +1,105 @@
 """The ``mmpoolformer`` registry scope.
 
-Our ``MODELS`` is a child of mmengine's root registry, so
-``type='mmpoolformer.PoolFormer'`` resolves from the mmdet, mmseg and
-mmpretrain scopes alike (mmengine imports ``mmpoolformer.registry`` on demand
-and then ``locations``).
+Our registries are children of mmengine's root registries, so a scoped
+name such as ``type='mmpoolformer.PoolFormer'`` resolves from the mmdet,
+mmseg and mmpretrain scopes alike (mmengine imports ``mmpoolformer.registry``
+on demand). Every class of ours is registered when a lookup first names it:
+the backbones need mmengine's model stack (seconds to import), the
+classifier head and the distiller need mmpretrain, so importing
+mmpoolformer imports none of that.
 
-With ``custom_imports=dict(imports=['mmpoolformer'])`` the plain names also
-resolve under ``default_scope='mmdet'`` and ``'mmseg'``: :func:`share_with_scopes`
-adds our classes to those registries wherever they hold no class of the same
-name. mmpretrain is left alone on purpose: it has a ``PoolFormer`` of its own
-with a different layout, and neither may silently stand in for the other.
+Plain names: :func:`publish_backbones` adds our backbones to mmengine's root
+``MODELS`` under names no class has there. A scope looks a plain name up in
+its own registry first and then in the root, so ``type='PoolFormer'`` builds
+ours in mmdet and mmseg configs, while a scope with a class of the same
+name keeps its own: in mmpretrain configs ``PoolFormer`` and ``RIFormer``
+stay mmpretrain's (a different module layout); name ours with the prefix
+there. Until the backbones are imported, the root holds a :class:`LazyClass`
+for each; importing them puts the classes themselves in its place. Nothing
+of mmengine, mmdet, mmseg or mmpretrain is replaced.
 """
 import importlib
-import importlib.util
-import warnings
 
+from mmengine.registry import HOOKS as MMENGINE_HOOKS
 from mmengine.registry import MODELS as MMENGINE_MODELS
+from mmengine.registry import TRANSFORMS as MMENGINE_TRANSFORMS
 from mmengine.registry import Registry
 
-MODELS = Registry(
-    'model', parent=MMENGINE_MODELS, scope='mmpoolformer',
-    locations=['mmpoolformer.models'])
+BACKBONES_MODULE = 'mmpoolformer.models.backbones'
+#: the registered backbones (presets of one MetaFormer)
+BACKBONES = ('MetaFormer', 'PoolFormer', 'PoolFormerV2', 'IdentityFormer',
+             'RandFormer', 'ConvFormer', 'CAFormer', 'RIFormer')
+#: class name -> the module that registers it on import
+LAZY_MODULES = {
+    **{name: BACKBONES_MODULE for name in BACKBONES},
+    'MetaFormerClsHead': 'mmpoolformer.models.heads',
+    'RIFormerDistiller': 'mmpoolformer.models.classifiers',
+    'SafeCheckpointHook': 'mmpoolformer.engine',
+    'LoadImageOrSkip': 'mmpoolformer.datasets',
+}
 
-#: downstream scopes whose configs may name our backbones without a prefix
-SHARED_SCOPES = ('mmdet', 'mmseg')
+
+class LazyRegistry(Registry):
+    """A :class:`~mmengine.registry.Registry` that imports the module of a
+    class in :data:`LAZY_MODULES` when a lookup names it."""
+
+    def get(self, key):
+        name = key.rpartition('.')[2] if isinstance(key, str) else None
+        if name in LAZY_MODULES and name not in self._module_dict:
+            importlib.import_module(LAZY_MODULES[name])
+        return super().get(key)
 
 
-def share_with_scopes(scopes=SHARED_SCOPES):
-    """Register every model of ours in the ``MODELS`` of installed ``scopes``.
+# ``locations`` are imported at the first lookup in the registry (without
+# them mmengine would look for ``mmpoolformer.utils.register_all_modules``)
+MODELS = LazyRegistry('model', parent=MMENGINE_MODELS, scope='mmpoolformer',
+                      locations=[BACKBONES_MODULE])
+HOOKS = LazyRegistry('hook', parent=MMENGINE_HOOKS, scope='mmpoolformer',
+                     locations=['mmpoolformer.engine'])
+TRANSFORMS = LazyRegistry('transform', parent=MMENGINE_TRANSFORMS,
+                          scope='mmpoolformer',
+                          locations=['mmpoolformer.datasets'])
 
-    A name the scope already uses keeps its own class; ours stays reachable
-    as ``mmpoolformer.<Name>``.
-    """
-    for scope in scopes:
-        if importlib.util.find_spec(scope) is None:
-            continue  # optional dependency not installed
-        try:
-            target = importlib.import_module(f'{scope}.registry').MODELS
-        except Exception as exc:  # e.g. a version check of the package
-            warnings.warn(f'mmpoolformer: cannot share models with {scope}: {exc}')
+
+class LazyClass(type):
+    """Stands for a backbone of ours in mmengine's root ``MODELS`` until
+    the backbones are imported: building it (calling it) imports them and
+    returns an instance of the real class, as do ``isinstance`` /
+    ``issubclass`` checks against it."""
+
+    def resolve(cls):
+        return getattr(importlib.import_module(BACKBONES_MODULE), cls.__name__)
+
+    def __call__(cls, *args, **kwargs):
+        return cls.resolve()(*args, **kwargs)
+
+    def __instancecheck__(cls, obj):
+        return isinstance(obj, cls.resolve())
+
+    def __subclasscheck__(cls, subclass):
+        return issubclass(subclass, cls.resolve())
+
+
+def publish_backbones() -> list:
+    """Give each backbone of ours a plain name in mmengine's root ``MODELS``
+    where the root has no class of that name: the class itself if the
+    backbones are imported, else a :class:`LazyClass`. Returns the names
+    added or updated; idempotent."""
+    import sys
+    loaded = sys.modules.get(BACKBONES_MODULE)
+    changed = []
+    for name in BACKBONES:
+        current = MMENGINE_MODELS.module_dict.get(name)
+        if current is not None and not isinstance(current, LazyClass):
+            continue  # the root's own class, or ours already
+        if loaded is not None and hasattr(loaded, name):
+            target = getattr(loaded, name)
+        elif current is None:
+            target = LazyClass(name, (), dict(
+                __module__=BACKBONES_MODULE,
+                __doc__=f'mmpoolformer.{name}, imported when first built.'))
+        else:
             continue
-        for name, cls in MODELS.module_dict.items():
-            if name not in target.module_dict:
-                target.register_module(name=name, module=cls)
-
-
-# Hooks and data transforms of ours (additions of issue 12). Our classes
-# are registered here; mmpoolformer/__init__ adds them where configs look.
-from mmengine.registry import HOOKS as MMENGINE_HOOKS  # noqa: E402
-from mmengine.registry import TRANSFORMS as MMENGINE_TRANSFORMS  # noqa: E402
-
-HOOKS = Registry('hook', parent=MMENGINE_HOOKS, scope='mmpoolformer',
-                 locations=['mmpoolformer.engine'])
-TRANSFORMS = Registry('transform', parent=MMENGINE_TRANSFORMS,
-                      scope='mmpoolformer',
-                      locations=['mmpoolformer.datasets'])
-
-#: scopes whose pipelines may name our transforms without a prefix
-TRANSFORM_SCOPES = ('mmdet', 'mmseg', 'mmpretrain')
-
-
-def share_transforms_with_scopes(scopes=TRANSFORM_SCOPES):
-    """Register our transforms in the ``TRANSFORMS`` of installed ``scopes``
-    (a name the scope already uses keeps its own class)."""
-    for scope in scopes:
-        if importlib.util.find_spec(scope) is None:
-            continue
-        try:
-            target = importlib.import_module(f'{scope}.registry').TRANSFORMS
-        except Exception as exc:
-            warnings.warn(f'mmpoolformer: cannot share transforms with '
-                          f'{scope}: {exc}')
-            continue
-        for name, cls in TRANSFORMS.module_dict.items():
-            if name not in target.module_dict:
-                target.register_module(name=name, module=cls)
+        MMENGINE_MODELS.register_module(name=name, module=target, force=True)
+        changed.append(name)
+    return changed

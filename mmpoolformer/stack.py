@@ -49,22 +49,25 @@ def installed_stack() -> str:
     return 'onedl' if dist == FORK_DISTRIBUTIONS['mmengine'] else 'openmmlab'
 
 
-def resolve_base_config_packages() -> None:
-    """Let ``mmseg::`` base configs resolve on every stack.
+def register_config_scope() -> None:
+    """Let ``_base_ = 'mmpoolformer::<folder>/<file>.py'`` resolve, and
+    ``mmseg::`` bases on every stack. Idempotent.
 
-    mmengine turns ``mmseg::x.py`` into the distribution name
-    ``mmsegmentation`` (``mmengine.config.utils.MODULE2PACKAGE``) and looks
-    that distribution up; the fork's is ``onedl-mmsegmentation``, so the
-    lookup fails. Mapped to the import name, mmengine's own fallback
-    (``importlib.util.find_spec``) finds the installed module on both
-    mmengine versions. Nothing changes where the original distribution is
-    installed. Idempotent.
+    mmengine turns the scope of a ``pkg::`` base into a distribution name
+    with ``mmengine.config.utils.MODULE2PACKAGE`` and refuses scopes it does
+    not list; ours is added. It also maps ``mmseg`` to the distribution
+    ``mmsegmentation``, which the onedl fork calls
+    ``onedl-mmsegmentation``, so that lookup fails there: only where the
+    original distribution is missing and the module is installed, the entry
+    becomes the module name, which mmengine's own fallback
+    (``importlib.util.find_spec``) resolves on both mmengine versions.
 
     Config files parse their ``_base_`` before their ``custom_imports``, so
-    this runs when mmpoolformer is imported: our tools do that before they
-    read a config.
+    the program must import mmpoolformer before it reads such a config (our
+    tools do).
     """
     from mmengine.config import utils
+    utils.MODULE2PACKAGE.setdefault('mmpoolformer', 'mmpoolformer')
     for module, dist in ORIGINAL_DISTRIBUTIONS.items():
         if utils.MODULE2PACKAGE.get(module) != dist or _has_distribution(dist):
             continue

@@ -9,12 +9,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from mmpoolformer.benchmark import PeakLiveBytes
-from mmpoolformer.benchmark.floor import gemm_floor_steps, gemm_flops, record_gemms
-from mmpoolformer.benchmark.models import detector_training_input
-from mmpoolformer.benchmark.report import gpu_table_targets, issue11_targets
-
 from helpers import load_tool, tool_error
+from speed import PeakLiveBytes
+from speed.floor import gemm_floor_steps, gemm_flops, record_gemms
+from speed.models import detector_training_input
+from speed.report import PEER, REFERENCE, gpu_table_targets, peer_targets
 
 benchmark = load_tool('analysis_tools/benchmark.py')
 
@@ -47,7 +46,7 @@ def test_backbone_rows_agree_and_are_reported(tmp_path):
     assert all(d < 1e-4 for d in results['max_rel_diff_fp32'].values())
     assert rows['timm']['output_norms'] is False
     assert rows['mmpretrain']['output_norms'] is True
-    # issue 11: ours within 1e-5 of the plain formulation, gradients too
+    # ours within 1e-5 of the plain formulation, gradients too
     detail = results['plain_equality_detail']['ours']
     assert 0 < detail['parameter_gradients'] < 1e-5
     assert 0 <= detail['outputs'] < 1e-5 and detail['input_gradient'] < 1e-5
@@ -63,15 +62,15 @@ def test_backbone_rows_agree_and_are_reported(tmp_path):
     assert results['floor']['floor+convs']['infer_gflop'] > \
         floor['infer_gflop']
     assert rows['floor']['train_ms'] > 0 and rows['floor']['infer_ms'] > 0
-    targets = {(t['issue'], t['target']) for t in results['targets']}
-    assert {(5, 'inference vs mmpretrain'),
-            (5, 'deploy inference vs onnxruntime'),
-            (11, 'default eager inference >= fastest peer'),
-            (11, 'best inference >= 1.15x fastest peer'),
-            (11, 'best train step >= 1.15x fastest peer'),
-            (11, 'peak train memory <= 0.6x mmpretrain'),
-            (11, 'ours: outputs and gradients vs plain, fp32'),
-            (11, "ours: fp32 error vs float64 <= 1.1x ours-plain's")} <= targets
+    targets = {(t['group'], t['target']) for t in results['targets']}
+    assert {(REFERENCE, 'inference vs mmpretrain'),
+            (REFERENCE, 'deploy inference vs onnxruntime'),
+            (PEER, 'default eager inference >= fastest peer'),
+            (PEER, 'best inference >= 1.15x fastest peer'),
+            (PEER, 'best train step >= 1.15x fastest peer'),
+            (PEER, 'peak train memory <= 0.6x mmpretrain'),
+            (PEER, 'ours: outputs and gradients vs plain, fp32'),
+            (PEER, "ours: fp32 error vs float64 <= 1.1x ours-plain's")} <= targets
 
 
 def test_compiled_rows_are_checked_and_timed(tmp_path):
@@ -126,7 +125,7 @@ def _results(ms, peak=None, reference='mmpretrain'):
     return dict(rows=rows, reference=reference)
 
 
-def test_issue11_targets_compare_the_same_function():
+def test_peer_targets_compare_the_same_function():
     """Each peer against the row of ours that computes its function (timm:
     ours-raw); the peer that comes closest decides."""
     results = _results({
@@ -140,7 +139,7 @@ def test_issue11_targets_compare_the_same_function():
     results['plain_equality_detail'] = {
         'ours': dict(vs_float64=9e-6, rounding_floor=1e-5),
         'ours+compile': dict(vs_float64=1.2e-5, rounding_floor=1e-5)}
-    got = {t['target']: t for t in issue11_targets(results)}
+    got = {t['target']: t for t in peer_targets(results)}
     default = got['default eager inference >= fastest peer']
     assert (default['ours'], default['reference']) == ('ours-raw',
                                                        'timm+compile')

@@ -3,10 +3,13 @@ mmpretrain:: inheritance, build and run in their scope, wire channels right
 and carry the official hyperparameters; the PoolFormer-paper ablations change
 only their component; plus tools/analysis_tools/get_flops.py.
 
-Layout: configs/*.py are PoolFormer v1 (ImageNet, RetinaNet, Mask R-CNN,
-Semantic FPN); configs/ablations/ the PoolFormer paper's ablation rows (and a
-hybrid RetinaNet); configs/metaformer/ the MetaFormer family (PoolFormerV2,
-IdentityFormer, RandFormer, ConvFormer, CAFormer, RIFormer)."""
+Layout: configs/poolformer/ are PoolFormer v1 (ImageNet, RetinaNet, Mask
+R-CNN, Semantic FPN); configs/ablations/ the PoolFormer paper's ablation rows
+(and a hybrid RetinaNet); configs/metaformer/ the MetaFormer family
+(PoolFormerV2, IdentityFormer, RandFormer, ConvFormer, CAFormer, RIFormer).
+configs/*.py are aliases of folder configs for old command lines (tested
+here, left out of CONFIGS). tests/test_packaging.py loads every config as a
+``mmpoolformer::`` base of an installed wheel."""
 import importlib
 import re
 import sys
@@ -21,8 +24,10 @@ from helpers import randomise_
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG_DIR = ROOT / 'configs'
+# the configs in folders; configs/*.py are aliases of some of them
 CONFIGS = sorted(p.relative_to(CONFIG_DIR).as_posix()
-                 for p in CONFIG_DIR.rglob('*.py'))
+                 for p in CONFIG_DIR.rglob('*.py') if p.parent != CONFIG_DIR)
+ALIASES = sorted(p.name for p in CONFIG_DIR.glob('*.py'))
 RELEASE = ('https://github.com/sail-sg/poolformer/releases/download/v1.0/'
            'poolformer_{}.pth.tar')
 ABLATION_RELEASE = ('https://github.com/sail-sg/poolformer/releases/download/'
@@ -245,10 +250,10 @@ def import_get_flops():
 
 
 def test_every_family_and_arch_has_a_config():
-    expected = {f'{f}_poolformer_{a}_coco.py' for f in ('retinanet', 'mask_rcnn')
+    expected = {f'poolformer/{f}_poolformer_{a}_coco.py' for f in ('retinanet', 'mask_rcnn')
                 for a in ('s12', 's24', 's36')}
-    expected |= {f'fpn_poolformer_{a}_ade20k.py' for a in IN1K_DROP_PATH}
-    expected |= {f'poolformer_{a}_in1k.py' for a in IN1K_DROP_PATH}
+    expected |= {f'poolformer/fpn_poolformer_{a}_ade20k.py' for a in IN1K_DROP_PATH}
+    expected |= {f'poolformer/poolformer_{a}_in1k.py' for a in IN1K_DROP_PATH}
     expected |= {f'ablations/poolformer_s12_{v}_in1k.py' for v in ABLATIONS}
     expected |= {f'ablations/poolformer_s12_{e}e_in1k.py' for e in EPOCHS}
     expected.add('ablations/retinanet_poolformer_s12_ppaa_coco.py')
@@ -264,6 +269,41 @@ def test_every_family_and_arch_has_a_config():
                                     ('mask_rcnn', 'coco'), ('fpn', 'ade20k'),
                                     ('upernet', 'ade20k'))}
     assert set(CONFIGS) == expected
+
+
+def alias_target(name):
+    """The folder config an alias names: its only statement is
+    ``_base_ = './<folder>/<name>.py'`` (comments aside)."""
+    import ast
+    tree = ast.parse((CONFIG_DIR / name).read_text())
+    assert len(tree.body) == 1, f'{name}: only a _base_ line, please'
+    stmt = tree.body[0]
+    assert isinstance(stmt, ast.Assign) and len(stmt.targets) == 1
+    assert isinstance(stmt.targets[0], ast.Name)
+    assert stmt.targets[0].id == '_base_'
+    assert isinstance(stmt.value, ast.Constant)
+    base = stmt.value.value
+    assert re.fullmatch(r'\./\w+/\w+\.py', base), base
+    return base[2:]
+
+
+@pytest.mark.parametrize('name', ALIASES)
+def test_top_level_alias_loads_its_folder_config(name):
+    """An alias holds only a ``_base_`` to a folder config and loads to
+    the same config."""
+    target = alias_target(name)
+    assert target in CONFIGS
+    alias = Config.fromfile(str(CONFIG_DIR / name))
+    config = Config.fromfile(str(CONFIG_DIR / target))
+    assert alias.filename != config.filename
+    assert alias.to_dict() == config.to_dict()
+
+
+def test_the_retinanet_s24_alias_is_kept():
+    # `python tools/train.py configs/retinanet_poolformer_s24_coco.py` from
+    # before the folders
+    assert alias_target('retinanet_poolformer_s24_coco.py') == \
+        'poolformer/retinanet_poolformer_s24_coco.py'
 
 
 @pytest.mark.parametrize('name', CONFIGS)
@@ -450,7 +490,7 @@ def test_ablation_changes_only_its_component(name):
     same recipe, same parameters outside the mixers and norms, the mixers,
     norms and activations of the paper's row, and its parameter count."""
     variant = describe(name)['variant']
-    base = Config.fromfile(str(CONFIG_DIR / 'poolformer_s12_in1k.py'))
+    base = Config.fromfile(str(CONFIG_DIR / 'poolformer/poolformer_s12_in1k.py'))
     cfg = Config.fromfile(str(CONFIG_DIR / name))
     assert _strip(cfg.to_dict()) == _strip(base.to_dict())
     text = (CONFIG_DIR / name).read_text()
@@ -517,7 +557,7 @@ def test_epochs_table_configs(epochs):
     """PoolFormer-S12 and its recipe, only trained longer: the cosine
     schedule follows max_epochs to the end."""
     name = f'ablations/poolformer_s12_{epochs}e_in1k.py'
-    base = Config.fromfile(str(CONFIG_DIR / 'poolformer_s12_in1k.py'))
+    base = Config.fromfile(str(CONFIG_DIR / 'poolformer/poolformer_s12_in1k.py'))
     cfg = Config.fromfile(str(CONFIG_DIR / name))
     assert f'top-1 {EPOCHS[epochs]}' in (CONFIG_DIR / name).read_text()
     assert cfg.train_cfg.max_epochs == epochs
@@ -644,8 +684,8 @@ def test_retinanet_trains_every_backbone_and_neck_parameter():
     from mmdet.structures import DetDataSample
     from mmengine.structures import InstanceData
 
-    ours = build(load('retinanet_poolformer_s12_coco.py'))
-    official = load('retinanet_poolformer_s12_coco.py',
+    ours = build(load('poolformer/retinanet_poolformer_s12_coco.py'))
+    official = load('poolformer/retinanet_poolformer_s12_coco.py',
                     out_indices=(0, 1, 2, 3))
     official.model.neck.update(in_channels=[64, 128, 320, 512], start_level=1)
     official = build(official)
@@ -732,7 +772,7 @@ def test_hybrid_retinanet_runs_attention_at_a_detection_size():
 # ------------------------------------------------------------------ FLOPs
 def test_get_flops_counts_poolformer_s12(capsys):
     get_flops = import_get_flops()
-    rows = get_flops.main([str(CONFIG_DIR / 'poolformer_s12_in1k.py'),
+    rows = get_flops.main([str(CONFIG_DIR / 'poolformer/poolformer_s12_in1k.py'),
                            '--shape', '224', '224'])
     printed = capsys.readouterr().out
     backbone = re.search(r'^backbone\s+([\d.]+)\s+([\d.]+)$', printed, re.M)

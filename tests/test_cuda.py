@@ -207,8 +207,8 @@ def seg_batch():
 
 
 @pytest.mark.parametrize('config', [
-    'retinanet_poolformer_s12_coco.py', 'mask_rcnn_poolformer_s12_coco.py',
-    'fpn_poolformer_s12_ade20k.py'])
+    'poolformer/retinanet_poolformer_s12_coco.py', 'poolformer/mask_rcnn_poolformer_s12_coco.py',
+    'poolformer/fpn_poolformer_s12_ade20k.py'])
 def test_detectors_loss_backward_predict(config, tier_device):
     model = build(config, tier_device, num_classes=3)
     batch = seg_batch() if config.startswith('fpn') else \

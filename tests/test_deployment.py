@@ -13,7 +13,6 @@ import torch.nn as nn
 
 from mmpoolformer.deployment import ExportGroupNorm, export_onnx, ort_session, run_session, verify
 from mmpoolformer.models import PoolFormer
-from mmpoolformer.utils import ToolError
 
 from helpers import load_tool, randomise_, tool_error
 
@@ -125,7 +124,7 @@ def test_mmpretrain_poolformer_exports(tmp_path):
 def tiny_classifier_config(tmp_path):
     config = tmp_path / 'tiny_cls.py'
     config.write_text(
-        f"_base_ = [{str(ROOT / 'configs' / 'poolformer_s12_in1k.py')!r}]\n"
+        f"_base_ = [{str(ROOT / 'configs' / 'poolformer' / 'poolformer_s12_in1k.py')!r}]\n"
         f"model = dict(backbone=dict(arch=dict(_delete_=True, **{ARCH!r})),\n"
         "             head=dict(in_channels=64, num_classes=10))\n")
     return config
@@ -179,7 +178,7 @@ def test_cli_bad_input(tmp_path):
     assert "unknown family 'NoFormer'" in message and 'PoolFormer' in message
     message = fails('--arch', 'PoolFormer/s99')
     assert "unknown PoolFormer arch 's99'" in message and 's12' in message
-    message = fails(ROOT / 'configs' / 'retinanet_poolformer_s12_coco.py')
+    message = fails(ROOT / 'configs' / 'poolformer' / 'retinanet_poolformer_s12_coco.py')
     assert 'is a detection config' in message and '--backbone-only' in message
     assert 'exactly one' in fails()
     assert 'exactly one' in fails(config, '--arch', 'PoolFormer/s12')
@@ -191,7 +190,7 @@ def test_cli_bad_input(tmp_path):
     bad.write_text('not a checkpoint')
     assert f'cannot read checkpoint {bad}' in fails(config, '--checkpoint',
                                                     bad)
-    with pytest.raises(ToolError, match='does not exist'):
+    with pytest.raises(FileNotFoundError, match='does not exist'):
         ort_session(str(tmp_path / 'missing.onnx'))
 
 

@@ -28,7 +28,7 @@ from test_training import cls_opts, read_test_metrics, run_tool, write_imagenet
 
 converter = load_tool('model_converters/convert_checkpoint.py')
 X = torch.randn(2, 3, 96, 128, generator=torch.Generator().manual_seed(5))
-REL_TOL = 1e-4  # the bound; measured about 1e-6 (printed)
+REL_TOL = 1e-4  # the documented bound; measured about 1e-6 (printed)
 
 
 def head(**kwargs):

@@ -15,22 +15,26 @@ from mmengine.config import Config
 from test_configs import build, load
 
 import mmpoolformer
-from mmpoolformer.datasets import write_imagenet_shapes
 
+from cli.synthetic_shapes import write_imagenet_shapes
 from helpers import load_tool
 
 ROOT = Path(__file__).resolve().parents[1]
 TOOL = ROOT / 'tools' / 'model_zoo' / 'gen_model_zoo.py'
 CONVERTER = ROOT / 'tools' / 'model_converters' / 'convert_checkpoint.py'
 README = ROOT / 'README.md'
+DOCS = ROOT / 'docs' / 'model_zoo.md'
 
 
 zoo = load_tool('model_zoo/gen_model_zoo.py')
 mmpoolformer.register_all_modules()
 METAFILES = zoo.load_index()
 MODELS = {m['Name']: m for m in zoo.models_of(METAFILES)}
+# the model zoo's configs: those in the folders of configs/ (files directly
+# in configs/ are short aliases of those)
 CONFIGS = sorted(p.relative_to(ROOT).as_posix()
-                 for p in (ROOT / 'configs').rglob('*.py'))
+                 for p in (ROOT / 'configs').rglob('*.py')
+                 if p.parent != ROOT / 'configs')
 
 # The published numbers (sail-sg/poolformer and sail-sg/metaformer READMEs,
 # i.e. the papers); no other model has a published result.
@@ -82,7 +86,7 @@ def test_every_config_is_listed_once_in_its_folder_metafile():
     assert sum(listed.values()) == len(MODELS)  # names are unique too
     assert [c for c, n in listed.items() if n > 1] == []
     assert sorted(listed) == CONFIGS and len(CONFIGS) == 68
-    assert zoo.unlisted_configs() == []
+    assert zoo.unlisted_configs() == [] and zoo.zoo_configs() == CONFIGS
     # one metafile per config folder, each listing that folder's configs
     imported = {p.resolve() for p in METAFILES}
     assert imported == {p.resolve() for p in
@@ -148,7 +152,7 @@ def test_metafiles_are_in_the_tools_layout():
                                          zoo._header(text)), path
     assert (ROOT / 'model-index.yml').read_text().endswith(
         zoo.dump_metafile({'Import': [
-            'configs/metafile.yml', 'configs/metaformer/metafile.yml',
+            'configs/poolformer/metafile.yml', 'configs/metaformer/metafile.yml',
             'configs/ablations/metafile.yml']}))
 
 
@@ -170,7 +174,7 @@ def test_flops_of_the_cheapest_configs_are_reproduced():
         measured = zoo.measure(MODELS[name]['Config'], get_flops)
         assert measured == {k: meta[k] for k in zoo.MEASURED if k in meta}
     # the same count as get_flops.py's own whole-model row
-    cfg = load('poolformer_s12_in1k.py', fast_path=False)
+    cfg = load('poolformer/poolformer_s12_in1k.py', fast_path=False)
     with torch.no_grad():
         rows = get_flops.get_flops(cfg, (224, 224))
     meta = MODELS['poolformer_s12_in1k']['Metadata']
@@ -185,7 +189,7 @@ def test_update_metadata_rewrites_only_the_measured_keys(tmp_path, capsys):
             if k in entry['Metadata']}
     entry['Metadata'].update(Parameters=1, FLOPs=2)
     header = '# kept\n'
-    collection = next(c for c in METAFILES[ROOT / 'configs/metafile.yml']
+    collection = next(c for c in METAFILES[ROOT / 'configs/poolformer/metafile.yml']
                       ['Collections'])
     meta = tmp_path / 'metafile.yml'
     meta.write_text(zoo.dump_metafile(
@@ -209,11 +213,16 @@ def test_update_metadata_rewrites_only_the_measured_keys(tmp_path, capsys):
 
 
 # ------------------------------------------------------------------ tables
-def test_readme_tables_are_up_to_date(capsys):
-    if not zoo.has_markers(README.read_text()):
-        pytest.skip(f'README.md has no {zoo.START} / {zoo.END} markers yet; '
-                    'its owner adds them, then this checks the tables')
-    assert zoo.main([str(README), '--check']) == 0, capsys.readouterr().out
+def test_readme_and_docs_tables_are_up_to_date(capsys):
+    for path in (README, DOCS):
+        if not zoo.has_markers(path.read_text()):
+            pytest.skip(f'{path.name} has no {zoo.START} / {zoo.END} '
+                        'markers yet')
+    # no FILE: both, the summary in README.md and every config in the docs
+    assert zoo.main(['--check']) == 0, capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert 'README.md: model-zoo tables up to date' in out
+    assert 'docs/model_zoo.md: model-zoo tables up to date' in out
 
 
 def test_tables_are_written_checked_and_printed(tmp_path, capsys):
@@ -231,6 +240,10 @@ def test_tables_are_written_checked_and_printed(tmp_path, capsys):
                  'FLOPs: backbone+neck at 1×3×800×1280.',
                  'FLOPs: whole model at 1×3×512×512.'):
         assert line in block
+    # links relative to the file's folder
+    docs_block = zoo.render(base=ROOT / 'docs')
+    for name, model in MODELS.items():
+        assert f'[{name}](../{model["Config"]})' in docs_block
 
     doc = tmp_path / 'doc.md'
     before, after = '# Title\n\nintro\n\n', '\nafter\n'
@@ -241,13 +254,84 @@ def test_tables_are_written_checked_and_printed(tmp_path, capsys):
     assert 'stale' in doc.read_text()  # --check never writes
 
     assert zoo.main([str(doc)]) == 0
-    assert doc.read_text() == f'{before}{zoo.START}\n{block}{zoo.END}{after}'
+    local = zoo.render(base=tmp_path)
+    assert doc.read_text() == f'{before}{zoo.START}\n{local}{zoo.END}{after}'
     assert zoo.main([str(doc), '--check']) == 0
     assert 'up to date' in capsys.readouterr().out
 
     doc.write_text(f'markers quoted in a line do not count: {zoo.START}\n')
-    with pytest.raises(SystemExit, match='needs one <!-- model-zoo:start'):
+    with pytest.raises(SystemExit, match='gen_model_zoo.py: error: .* needs '
+                       'one <!-- model-zoo:start'):
         zoo.main([str(doc), '--check'])
+
+
+def test_summary_has_one_row_per_family_and_task(tmp_path, capsys):
+    summary = zoo.render_summary()
+    assert zoo.main(['--print', '--summary']) == 0
+    assert capsys.readouterr().out == summary
+    rows = [line for line in summary.splitlines()
+            if line.startswith('| ') and not line.startswith('| family')]
+    assert 10 <= len(rows) <= 20
+    # every config counted once
+    assert sum(int(row.split(' | ')[3]) for row in rows) == len(MODELS)
+    cells = {tuple(row.split(' | ')[:2]): row for row in rows}
+    poolformer = cells['| PoolFormer', 'classification (ImageNet-1k)']
+    assert 'S12, S24, S36, M36, M48' in poolformer
+    assert 'top-1 77.2–82.5' in poolformer
+    assert '11.9–73.5' in poolformer  # params (M)
+    assert '[configs/poolformer/](configs/poolformer/)' in poolformer
+    detection = next(r for k, r in cells.items()
+                     if k[0] == '| PoolFormer' and k[1].startswith('detection'))
+    assert 'RetinaNet, Mask R-CNN' in detection
+    assert 'box AP 36.2–41.0; mask AP 34.6–37.7' in detection
+    # trainable parameters: not the frozen teacher of a distillation config
+    riformer = next(r for k, r in cells.items() if k[0] == '| RIFormer')
+    assert '11.9–73.5' in riformer
+    assert '(docs/model_zoo.md)' in summary
+
+    # links relative to the file's folder
+    below = zoo.render_summary(base=ROOT / 'docs')
+    assert '[configs/poolformer/](../configs/poolformer/)' in below
+    assert '(model_zoo.md)' in below
+
+    # written, checked with --summary
+    doc = tmp_path / 'README.md'
+    doc.write_text(f'# x\n{zoo.START}\n{zoo.END}\n')
+    assert zoo.main([str(doc), '--summary']) == 0
+    assert zoo.render_summary(base=tmp_path) in doc.read_text()
+    assert zoo.main([str(doc), '--summary', '--check']) == 0
+    assert zoo.main([str(doc), '--check']) == 1  # the full tables differ
+    assert f'gen_model_zoo.py {doc}' in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        zoo.main(['--summary'])  # goes with FILE or --print
+
+
+def test_no_file_writes_and_checks_both(tmp_path, monkeypatch, capsys):
+    readme, docs = tmp_path / 'README.md', tmp_path / 'docs' / 'model_zoo.md'
+    docs.parent.mkdir()
+    for path in (readme, docs):
+        path.write_text(f'# x\n{zoo.START}\n{zoo.END}\n')
+    monkeypatch.setattr(zoo, 'README', readme)
+    monkeypatch.setattr(zoo, 'DOCS', docs)
+    assert zoo.main(['--check']) == 1  # both stale
+    assert zoo.main([]) == 0
+    assert zoo.render_summary(base=tmp_path) in readme.read_text()
+    assert zoo.render(base=docs.parent) in docs.read_text()
+    assert '(docs/model_zoo.md)' in readme.read_text()
+    capsys.readouterr()
+    assert zoo.main(['--check']) == 0
+    assert capsys.readouterr().out.count('up to date') == 2
+    docs.write_text(docs.read_text().replace('| 77.2 |', '| 77.3 |'))
+    assert zoo.main(['--check']) == 1  # one stale file is enough
+
+
+def test_top_level_aliases_are_no_entries(tmp_path, monkeypatch):
+    configs = tmp_path / 'configs'
+    (configs / 'poolformer').mkdir(parents=True)
+    (configs / 'alias.py').write_text("_base_ = './poolformer/a.py'\n")
+    (configs / 'poolformer' / 'a.py').write_text('')
+    monkeypatch.setattr(zoo, 'ROOT', tmp_path)
+    assert zoo.zoo_configs() == ['configs/poolformer/a.py']
 
 
 # ----------------------------------------------------------- progress bars

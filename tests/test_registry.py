@@ -107,3 +107,75 @@ def test_custom_imports_make_plain_names_resolve(tmp_path):
     lines = result.stdout.strip().splitlines()
     assert lines == ['mmdet mmpoolformer.models.backbones.poolformer',
                      'mmseg mmpoolformer.models.backbones.poolformer']
+
+
+def run_fresh(script):
+    """Run ``script`` in a fresh interpreter; return its stdout lines."""
+    result = subprocess.run([sys.executable, '-c', textwrap.dedent(script)],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout.strip().splitlines()
+
+
+def test_import_only_registers():
+    """After ``import mmpoolformer`` (and every lazy registration of ours)
+    each registered class of mmengine, mmdet, mmseg and mmpretrain is what
+    it was, the root CheckpointHook included, mmengine's checkpoint loader
+    is its own, and our classes are in mmengine's registries only as the
+    plain names of our backbones in the root MODELS."""
+    lines = run_fresh('''
+        import importlib
+        import mmengine.registry as root
+        from mmengine.runner.checkpoint import CheckpointLoader
+        def snapshot():
+            found = {}
+            for scope in ('mmengine', 'mmdet', 'mmseg', 'mmpretrain'):
+                module = root if scope == 'mmengine' else \\
+                    importlib.import_module(scope + '.registry')
+                for registry in vars(module).values():
+                    if isinstance(registry, root.Registry):
+                        registry.import_from_location()
+                        found.update({(id(registry), key): cls for key, cls
+                                      in registry.module_dict.items()})
+            return found
+        before = snapshot()
+        loader = CheckpointLoader._get_checkpoint_loader('/a/b.pth')
+        import mmpoolformer
+        mmpoolformer.register_all_modules()
+        after = snapshot()
+        print('changed', [k for k in before if after.get(k) is not before[k]])
+        print('ours', sorted(
+            (registry == id(root.MODELS), key) for (registry, key), cls
+            in after.items() if cls.__module__.startswith('mmpoolformer')))
+        print('hook', root.HOOKS.get('CheckpointHook').__module__)
+        print('loader', CheckpointLoader._get_checkpoint_loader('/a/b.pth')
+              is loader)
+    ''')
+    assert lines[0] == 'changed []'
+    ours = eval(lines[1].removeprefix('ours '))
+    assert ours == sorted((True, name) for name in (
+        'MetaFormer', 'PoolFormer', 'PoolFormerV2', 'IdentityFormer',
+        'RandFormer', 'ConvFormer', 'CAFormer', 'RIFormer'))
+    assert lines[2:] == ['hook mmengine.hooks.checkpoint_hook', 'loader True']
+
+
+def test_import_and_backbone_build_import_no_downstream_library():
+    """``import mmpoolformer`` and building a backbone by its scoped name
+    import neither mmdet, mmseg nor mmpretrain; the classifier head imports
+    mmpretrain when a lookup names it."""
+    lines = run_fresh('''
+        import sys
+        import mmpoolformer
+        from mmengine.registry import MODELS
+        def loaded():
+            return sorted(m for m in ('mmdet', 'mmseg', 'mmpretrain')
+                          if m in sys.modules)
+        print(loaded())
+        MODELS.build(dict(type='mmpoolformer.PoolFormer', arch='s12'))
+        MODELS.build(dict(type='PoolFormer', arch='s12'))
+        print(loaded())
+        head = MODELS.build(dict(type='mmpoolformer.MetaFormerClsHead',
+                                 num_classes=3, in_channels=8))
+        print(type(head).__name__, 'mmpretrain' in loaded())
+    ''')
+    assert lines == ['[]', '[]', 'MetaFormerClsHead True']

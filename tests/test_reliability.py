@@ -24,8 +24,9 @@ import torch
 from mmengine.runner.checkpoint import CheckpointLoader
 
 from mmpoolformer import register_all_modules
-from mmpoolformer.datasets import write_imagenet_shapes
+from mmpoolformer.checkpoint.torch_load import runner_checkpoint_globals
 
+from cli.synthetic_shapes import write_imagenet_shapes
 from helpers import TINY, load_tool, tool_error
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -137,8 +138,8 @@ def digest(*folders):
 
 
 def load(path):
-    register_all_modules()
-    return CheckpointLoader.load_checkpoint(str(path), map_location='cpu')
+    with runner_checkpoint_globals():  # as our tools load checkpoints
+        return CheckpointLoader.load_checkpoint(str(path), map_location='cpu')
 
 
 def assert_resumable(work_dir, expected_iter):
@@ -222,7 +223,7 @@ def test_truncated_latest_checkpoint_falls_back_to_the_previous(tmp_path):
 
 
 def test_stale_partial_checkpoints_are_removed_and_live_ones_kept(tmp_path):
-    from mmpoolformer.utils.io import partial_name, remove_stale_partials
+    from mmpoolformer.fileio import partial_name, remove_stale_partials
     dead = subprocess.run(  # a process that has ended
         [sys.executable, '-c', 'import os; print(os.getpid())'],
         capture_output=True, text=True).stdout.strip()
@@ -243,7 +244,7 @@ def test_sigkill_during_an_atomic_write_leaves_the_target(tmp_path):
     target.write_bytes(b'the good old file')
     script = (
         'import sys, time\n'
-        'from mmpoolformer.utils.io import atomic_output\n'
+        'from mmpoolformer.fileio import atomic_output\n'
         f'with atomic_output({str(target)!r}) as partial:\n'
         '    with open(partial, "wb") as f:\n'
         '        f.write(b"half of the new")\n'
@@ -282,17 +283,23 @@ def test_empty_history_buffer_loads_weights_only(tmp_path):
         torch.load(path)  # a bare torch.load stays strict
 
 
-def test_checkpoint_hook_name_builds_the_safe_hook():
+def test_safe_hook_is_opt_in_and_builds_in_every_scope():
+    """``mmpoolformer.SafeCheckpointHook`` builds from every scope with the
+    options of mmengine's hook; ``CheckpointHook`` stays mmengine's."""
     import importlib
+
+    from mmengine.hooks import CheckpointHook
 
     from mmpoolformer.engine import SafeCheckpointHook
     register_all_modules()
     for scope in ('mmdet', 'mmseg', 'mmpretrain', 'mmengine'):
         hooks = importlib.import_module(f'{scope}.registry').HOOKS
-        hook = hooks.build(dict(type='CheckpointHook', interval=2,
-                                max_keep_ckpts=1))
+        hook = hooks.build(dict(type='mmpoolformer.SafeCheckpointHook',
+                                interval=2, max_keep_ckpts=1))
         assert isinstance(hook, SafeCheckpointHook), scope
         assert hook.max_keep_ckpts == 1 and hook.interval == 2
+        plain = hooks.build(dict(type='CheckpointHook', interval=2))
+        assert type(plain) is CheckpointHook, scope
 
 
 # ----------------------------------------------------- broken data, for real
@@ -326,7 +333,7 @@ def test_unreadable_training_images(tmp_path):
 def test_full_data_check_decodes(tmp_path):
     """A PNG with intact header and end but damaged pixel data passes the
     fast check and is caught by --full-data-check."""
-    from mmpoolformer.utils.sample_check import image_problem
+    from cli.sample_check import image_problem
     path = tmp_path / 'x.png'
     cv2.imwrite(str(path), np.random.default_rng(0).integers(
         0, 255, (32, 32, 3), dtype=np.uint8))

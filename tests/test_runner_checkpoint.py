@@ -1,4 +1,5 @@
-"""A checkpoint saved by mmengine's Runner resumes and tests on torch>=2.6."""
+"""A checkpoint saved by mmengine's Runner resumes and tests on torch>=2.6
+where our code loads it; the crash-safe checkpoint hook is opt-in."""
 import copy
 import pickle
 import subprocess
@@ -82,44 +83,65 @@ def test_runner_checkpoint_resumes_and_tests(tmp_path):
     plain = subprocess.run([sys.executable, '-c', probe], capture_output=True,
                            text=True, timeout=120)
     assert plain.returncode != 0 and 'weights_only' in plain.stderr
-    # ... mmengine's loader (used by resume and test) gets mmpoolformer's
-    # allowlist, still weights_only; a bare torch.load stays as strict.
-    from mmpoolformer import register_all_modules
-    register_all_modules()
-    loaded = CheckpointLoader.load_checkpoint(str(ckpt), map_location='cpu')
-    assert loaded['meta']['iter'] == 2
-    with pytest.raises(pickle.UnpicklingError):
-        torch.load(str(ckpt))
+    # ... and so does mmengine 0.10.7's loader: importing mmpoolformer does
+    # not change it (the fork's mmengine passes its own allowlist) ...
+    import mmpoolformer  # noqa: F401
+    from mmpoolformer.checkpoint.torch_load import (
+        mmengine_handles_weights_only,
+        runner_checkpoint_globals,
+    )
+    if not mmengine_handles_weights_only():
+        with pytest.raises(pickle.UnpicklingError):
+            CheckpointLoader.load_checkpoint(str(ckpt), map_location='cpu')
+    # ... while under our allowlist (what our tools and loaders use) it
+    # loads, still weights_only; a bare torch.load stays as strict.
+    with runner_checkpoint_globals():
+        loaded = CheckpointLoader.load_checkpoint(str(ckpt), map_location='cpu')
+        assert loaded['meta']['iter'] == 2
+        with pytest.raises(pickle.UnpicklingError):
+            torch.load(str(ckpt))
 
-    runner = Runner.from_cfg(dict(classifier_cfg(tmp_path / 'data', work_dir, 4),
-                                  resume=True))
-    counter = CountIters()
-    runner.register_hook(counter)
-    runner.train()
-    # 0-based indices of the iterations run: it continued after iteration 2
-    assert counter.iters == [2, 3]
-    resumed = CheckpointLoader.load_checkpoint(str(work_dir / 'iter_4.pth'))
-    assert resumed['meta']['iter'] == 4
+        runner = Runner.from_cfg(dict(
+            classifier_cfg(tmp_path / 'data', work_dir, 4), resume=True))
+        counter = CountIters()
+        runner.register_hook(counter)
+        runner.train()
+        # 0-based indices of the iterations run: continued after iteration 2
+        assert counter.iters == [2, 3]
+        resumed = CheckpointLoader.load_checkpoint(str(work_dir / 'iter_4.pth'))
+        assert resumed['meta']['iter'] == 4
 
-    tester = Runner.from_cfg(dict(classifier_cfg(tmp_path / 'data', work_dir, 4),
-                                  load_from=str(work_dir / 'iter_4.pth')))
-    metrics = tester.test()
-    assert 0.0 <= metrics['accuracy/top1'] <= 100.0
+        tester = Runner.from_cfg(dict(
+            classifier_cfg(tmp_path / 'data', work_dir, 4),
+            load_from=str(work_dir / 'iter_4.pth')))
+        metrics = tester.test()
+        assert 0.0 <= metrics['accuracy/top1'] <= 100.0
 
 
-def test_a_users_runner_gets_the_crash_safe_checkpoint_hook(tmp_path):
-    """A config of the user's, run by mmengine's Runner directly, with
-    mmengine's ``CheckpointHook`` by name: importing mmpoolformer (its
-    ``custom_imports``) makes that the crash-safe hook, same options."""
+def test_a_users_runner_opts_into_the_crash_safe_checkpoint_hook(tmp_path):
+    """A config of the user's, run by mmengine's Runner directly: with
+    ``custom_imports`` alone it keeps mmengine's ``CheckpointHook``; the one
+    line ``type='mmpoolformer.SafeCheckpointHook'`` gives the crash-safe
+    hook with the same options."""
+    from mmengine.hooks import CheckpointHook
+
     from mmpoolformer.engine import SafeCheckpointHook
+
+    def checkpoint_hooks(runner):
+        return [h for h in runner.hooks
+                if type(h).__name__.endswith('CheckpointHook')]
+
     write_image_folder(tmp_path / 'data')
     work_dir = tmp_path / 'work'
     cfg = classifier_cfg(tmp_path / 'data', work_dir, 4)
     cfg['custom_imports'] = dict(imports=['mmpoolformer'])
     cfg['default_hooks']['checkpoint']['max_keep_ckpts'] = 1
+    plain = checkpoint_hooks(Runner.from_cfg(copy.deepcopy(cfg)))
+    assert len(plain) == 1 and type(plain[0]) is CheckpointHook
+    cfg['default_hooks']['checkpoint']['type'] = 'mmpoolformer.SafeCheckpointHook'
+    cfg['experiment_name'] = 'safe'
     runner = Runner.from_cfg(cfg)
-    hooks = [h for h in runner.hooks if type(h).__name__.endswith(
-        'CheckpointHook')]
+    hooks = checkpoint_hooks(runner)
     assert len(hooks) == 1 and isinstance(hooks[0], SafeCheckpointHook)
     runner.train()
     assert sorted(p.name for p in work_dir.glob('*.pth')) == ['iter_4.pth']

@@ -37,9 +37,9 @@ def test_requirements_never_replace_a_fork():
     assert any(r.startswith('torch') for r in unconditional)
 
 
-@pytest.mark.parametrize('config', ['fpn_poolformer_s12_ade20k.py',
-                                    'retinanet_poolformer_s12_coco.py',
-                                    'poolformer_s12_in1k.py'])
+@pytest.mark.parametrize('config', ['poolformer/fpn_poolformer_s12_ade20k.py',
+                                    'poolformer/retinanet_poolformer_s12_coco.py',
+                                    'poolformer/poolformer_s12_in1k.py'])
 def test_base_configs_of_every_package_resolve(config):
     """mmseg:: / mmdet:: / mmpretrain:: bases on either stack (the fork's
     distribution is onedl-mmsegmentation, which mmengine cannot map)."""
@@ -73,14 +73,22 @@ def test_install_help_names_the_switches():
         assert switch in proc.stdout
 
 
-def test_safe_globals_wrapper_only_where_mmengine_needs_it():
+def test_weights_only_allowlist_only_where_mmengine_needs_it():
     """mmengine 0.10.7 calls torch.load without weights_only (torch>=2.6
-    then refuses Runner checkpoints): its local loader is wrapped. The fork
-    passes weights_only with its own allowlist: left as it is."""
+    then refuses Runner checkpoints): our loaders and tools allow its
+    globals for the time they load. The fork passes weights_only with its
+    own allowlist: nothing to do. mmengine's own loader is never wrapped."""
+    import contextlib
+
     from mmengine.runner.checkpoint import CheckpointLoader
 
-    from mmpoolformer.checkpoint.torch_load import mmengine_handles_weights_only
+    import mmpoolformer  # noqa: F401
+    from mmpoolformer.checkpoint.torch_load import (
+        mmengine_handles_weights_only,
+        runner_checkpoint_globals,
+    )
     loader = CheckpointLoader._get_checkpoint_loader('/local/file.pth')
-    wrapped = getattr(loader, 'mmpoolformer_wrapped', False)
-    assert wrapped != mmengine_handles_weights_only()
-    assert wrapped == (installed_stack() == 'openmmlab')
+    assert loader.__module__ == 'mmengine.runner.checkpoint'
+    assert mmengine_handles_weights_only() == (installed_stack() == 'onedl')
+    plain = isinstance(runner_checkpoint_globals(), contextlib.nullcontext)
+    assert plain == mmengine_handles_weights_only()

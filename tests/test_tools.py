@@ -13,15 +13,14 @@ from pathlib import Path
 
 import pytest
 
-from mmpoolformer.datasets import write_coco_shapes, write_imagenet_shapes
-
+from cli.synthetic_shapes import write_coco_shapes, write_imagenet_shapes
 from helpers import load_tool, tool_error
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = {
-    'det': ROOT / 'configs' / 'retinanet_poolformer_s12_coco.py',
-    'seg': ROOT / 'configs' / 'fpn_poolformer_s12_ade20k.py',
-    'cls': ROOT / 'configs' / 'poolformer_s12_in1k.py',
+    'det': ROOT / 'configs' / 'poolformer' / 'retinanet_poolformer_s12_coco.py',
+    'seg': ROOT / 'configs' / 'poolformer' / 'fpn_poolformer_s12_ade20k.py',
+    'cls': ROOT / 'configs' / 'poolformer' / 'poolformer_s12_in1k.py',
 }
 
 
@@ -219,7 +218,7 @@ def test_non_openmmlab_scope(tmp_path):
     assert "default_scope='mmengine'" in fails(train, config)
 
 
-# ------------------------------------------- issue 12: nothing overwritten
+# ------------------------------------------------------- nothing overwritten
 def test_keeps_a_user_file_named_like_the_config(coco, tmp_path):
     """No checkpoints, no run logs: the work dir's <config name>.py is the
     user's, not a dump of an earlier run."""
@@ -244,7 +243,7 @@ def test_test_out_is_never_replaced_without_force(tmp_path):
     assert out.read_bytes() == b'my earlier predictions'
 
 
-# ------------------------------------ issue 12: data checked before a run
+# --------------------------------------------- data checked before a run
 def edit_json(path, change):
     content = json.loads(path.read_text())
     change(content)
@@ -283,7 +282,7 @@ def test_dropped_annotations_are_counted(coco):
     logged; the run may go on."""
     from mmengine.config import Config
 
-    from mmpoolformer.utils import check_samples
+    from cli import check_samples
     ann = coco / 'annotations' / 'instances_train2017.json'
 
     def damage(content):
@@ -313,7 +312,7 @@ def test_a_dataset_without_usable_samples_is_refused(coco, tmp_path):
         'usable box' in message
 
 
-# ------------------------------------ issue 12: config caught at build time
+# --------------------------------------------- config caught at build time
 def test_neck_channels_must_match_the_backbone(coco, tmp_path):
     message = fails(train, *coco_args(coco, tmp_path / 'work'),
                     'model.neck.in_channels=[64,128,320]', prog='train.py')
@@ -327,7 +326,7 @@ def test_neck_channels_must_match_the_backbone(coco, tmp_path):
 def test_unknown_cfg_options_name_the_nearest_key():
     from mmengine.config import Config
 
-    from mmpoolformer.utils.runner import warn_unknown_options
+    from cli.runner import warn_unknown_options
     cfg = Config.fromfile(str(CONFIGS['det']))
     warnings = warn_unknown_options(
         cfg, {'train_dataloder.batch_size': 4, 'optim_wrapper.type': 'X',

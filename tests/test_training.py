@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 from mmengine.config import Config
 
-from mmpoolformer.datasets import (
+from cli.synthetic_shapes import (
     SEG_CLASSES,
     SHAPE_CLASSES,
     write_ade_shapes,
@@ -197,14 +197,14 @@ def write_imagenet(root):
 # name: config, data writer, options, schedule (unit, steps, steps after
 # resume), metrics test.py must report with their range
 TASKS = {
-    'retinanet': ('retinanet_poolformer_s12_coco.py', write_coco,
+    'retinanet': ('poolformer/retinanet_poolformer_s12_coco.py', write_coco,
                   retinanet_opts, ('epoch', 4, 5), {'coco/bbox_mAP': 1}),
-    'mask_rcnn': ('mask_rcnn_poolformer_s12_coco.py', write_coco,
+    'mask_rcnn': ('poolformer/mask_rcnn_poolformer_s12_coco.py', write_coco,
                   mask_rcnn_opts, ('epoch', 4, 5),
                   {'coco/bbox_mAP': 1, 'coco/segm_mAP': 1}),
-    'fpn': ('fpn_poolformer_s12_ade20k.py', write_ade, fpn_opts,
+    'fpn': ('poolformer/fpn_poolformer_s12_ade20k.py', write_ade, fpn_opts,
             ('iter', 4, 6), {'mIoU': 100}),
-    'cls': ('poolformer_s12_in1k.py', write_imagenet, cls_opts,
+    'cls': ('poolformer/poolformer_s12_in1k.py', write_imagenet, cls_opts,
             ('epoch', 6, 7), {'accuracy/top1': 100}),
 }
 

@@ -64,7 +64,7 @@ def read_png(path):
 
 
 def test_grad_cam_of_a_classifier_and_compare(tmp_path, image):
-    cfg = tiny_config(tmp_path, 'poolformer_s12_in1k.py')
+    cfg = tiny_config(tmp_path, 'poolformer/poolformer_s12_in1k.py')
     ckpt = checkpoint_of(cfg, tmp_path)
     vis = tool('tools/visualization/vis_cam.py')
     single = vis.main([image, cfg, ckpt, '--size', '64',
@@ -73,15 +73,15 @@ def test_grad_cam_of_a_classifier_and_compare(tmp_path, image):
     assert png.shape[1] == 2 * 64 and png.std() > 10
     left, right = png[28:, :64], png[28:, 64:]
     assert np.abs(left.astype(int) - right).mean() > 5  # the overlay shows
-    det = tiny_config(tmp_path, 'retinanet_poolformer_s12_coco.py')
+    det = tiny_config(tmp_path, 'poolformer/retinanet_poolformer_s12_coco.py')
     both = vis.main([image, '--compare', cfg, ckpt, det, 'none',
                      '--size', '64', '--out', str(tmp_path / 'cmp.png')])
     assert read_png(both).shape[1] == 3 * 64
 
 
-@pytest.mark.parametrize('name', ['poolformer_s12_in1k.py',
-                                  'retinanet_poolformer_s12_coco.py',
-                                  'fpn_poolformer_s12_ade20k.py'])
+@pytest.mark.parametrize('name', ['poolformer/poolformer_s12_in1k.py',
+                                  'poolformer/retinanet_poolformer_s12_coco.py',
+                                  'poolformer/fpn_poolformer_s12_ade20k.py'])
 def test_image_demo_draws_each_task(tmp_path, image, name):
     cfg = tiny_config(tmp_path, name)
     ckpt = checkpoint_of(cfg, tmp_path)
@@ -94,8 +94,8 @@ def test_image_demo_draws_each_task(tmp_path, image, name):
 
 
 def test_clear_errors(tmp_path, image):
-    cls = tiny_config(tmp_path, 'poolformer_s12_in1k.py')
-    det = tiny_config(tmp_path, 'retinanet_poolformer_s12_coco.py')
+    cls = tiny_config(tmp_path, 'poolformer/poolformer_s12_in1k.py')
+    det = tiny_config(tmp_path, 'poolformer/retinanet_poolformer_s12_coco.py')
     det_ckpt = checkpoint_of(det, tmp_path)
     demo = tool('tools/demo/image_demo.py')
     with pytest.raises(SystemExit, match='does not fit'):
@@ -107,7 +107,7 @@ def test_clear_errors(tmp_path, image):
             [image, str(tmp_path / 'missing.py'), 'none'])
 
 
-# ------------------------------------------ issue 12: the user's files stay
+# --------------------------------------------------- the user's files stay
 def digest(folder):
     return {p.name: p.read_bytes() for p in Path(folder).iterdir()}
 
@@ -115,7 +115,7 @@ def digest(folder):
 @pytest.fixture(scope='module')
 def classifier(tmp_path_factory):
     tmp = tmp_path_factory.mktemp('cls')
-    cfg = tiny_config(tmp, 'poolformer_s12_in1k.py')
+    cfg = tiny_config(tmp, 'poolformer/poolformer_s12_in1k.py')
     return cfg, checkpoint_of(cfg, tmp)
 
 

@@ -4,8 +4,8 @@
     python tools/demo.py --task seg   # Semantic FPN + PoolFormer-S12, mIoU
 
 It writes a small data set in the real COCO / ADE20K layouts, loads our
-config (``configs/retinanet_poolformer_s12_coco.py`` or
-``configs/fpn_poolformer_s12_ade20k.py``), overrides only what a short
+config (``configs/poolformer/retinanet_poolformer_s12_coco.py`` or
+``configs/poolformer/fpn_poolformer_s12_ade20k.py``), overrides only what a short
 from-scratch CPU run needs (printed), evaluates the untrained model with the
 real metric, trains with mmengine's Runner, evaluates again and draws the
 predictions of a few validation images into a PNG.
@@ -25,16 +25,17 @@ from mmengine.runner import Runner
 from mmengine.structures import PixelData
 
 from mmpoolformer import register_all_modules
-from mmpoolformer.datasets import SEG_CLASSES, SHAPE_CLASSES, write_ade_shapes, write_coco_shapes
-from mmpoolformer.utils.data_check import leaf_datasets
-from mmpoolformer.utils.io import write_image_atomic
+from mmpoolformer.fileio import write_image_atomic
 from mmpoolformer.visualization import draw_prediction
+
+from cli.data_check import leaf_datasets
+from cli.synthetic_shapes import SEG_CLASSES, SHAPE_CLASSES, write_ade_shapes, write_coco_shapes
 
 ROOT = Path(__file__).resolve().parents[1]
 TASKS = {
-    'det': dict(config='configs/retinanet_poolformer_s12_coco.py',
+    'det': dict(config='configs/poolformer/retinanet_poolformer_s12_coco.py',
                 metric='coco/bbox_mAP', title='bbox mAP'),
-    'seg': dict(config='configs/fpn_poolformer_s12_ade20k.py',
+    'seg': dict(config='configs/poolformer/fpn_poolformer_s12_ade20k.py',
                 metric='mIoU', title='mIoU'),
 }
 
@@ -169,7 +170,7 @@ def common_overrides(work_dir, iters):
                  by_epoch=False, begin=warmup, end=iters)],
         default_hooks=dict(
             logger=dict(type='LoggerHook', interval=max(1, min(25, iters // 10))),
-            checkpoint=dict(type='CheckpointHook', by_epoch=False,
+            checkpoint=dict(type='mmpoolformer.SafeCheckpointHook', by_epoch=False,
                             interval=iters, max_keep_ckpts=1)),
         log_processor=dict(by_epoch=False),
         randomness=dict(seed=0),

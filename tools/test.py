@@ -11,7 +11,9 @@ import os.path as osp
 from mmengine.dist import is_main_process
 
 from mmpoolformer import register_all_modules
-from mmpoolformer.utils import (
+from mmpoolformer.fileio import check_output_path, commit_partial, partial_name
+
+from cli import (
     add_common_args,
     add_dump_metric,
     apply_test_args,
@@ -25,7 +27,6 @@ from mmpoolformer.utils import (
     load_config,
     parse_args,
 )
-from mmpoolformer.utils.io import check_output_path, commit_partial, partial_name
 
 
 def build_parser():

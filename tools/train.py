@@ -10,7 +10,8 @@ import argparse
 import os.path as osp
 
 from mmpoolformer import register_all_modules
-from mmpoolformer.utils import (
+
+from cli import (
     add_common_args,
     apply_train_args,
     build_and_run,

@@ -4,7 +4,7 @@
 # row; we assume 3x3, the window of the pooling it replaces (with bias; the
 # extra 0.01M parameters do not show at the paper's precision).
 # No released weights.
-_base_ = '../poolformer_s12_in1k.py'
+_base_ = '../poolformer/poolformer_s12_in1k.py'
 checkpoint_file = None
 
 model = dict(

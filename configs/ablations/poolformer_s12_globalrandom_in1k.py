@@ -7,7 +7,7 @@
 # (85 MB) in all, plus 1.5G MACs of matrix products per 224x224 image.
 # No released weights (ablation checkpoints were shared only on Google
 # Drive, sail-sg/poolformer#5/#46).
-_base_ = '../poolformer_s12_in1k.py'
+_base_ = '../poolformer/poolformer_s12_in1k.py'
 checkpoint_file = None
 
 model = dict(

@@ -4,7 +4,7 @@
 # This is sail-sg/poolformer's metaformer_id_s12 (GroupNorm, crop_pct 0.9);
 # not the MetaFormer-baselines IdentityFormer-S12 (74.6, other recipe), for
 # which see configs/metaformer/identityformer_s12_in1k.py.
-_base_ = '../poolformer_s12_in1k.py'
+_base_ = '../poolformer/poolformer_s12_in1k.py'
 # The released weights of this ablation (official v1 layout)
 checkpoint_file = 'https://github.com/sail-sg/poolformer/releases/download/v1.0/metaformer_id_s12.pth.tar'  # noqa
 

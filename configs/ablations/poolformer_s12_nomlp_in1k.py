@@ -4,7 +4,7 @@
 # mlp_ratios=0: the blocks keep only their token-mixer sub-block (norm1,
 # pooling, layer scale, residual); no norm2 / MLP / second layer scale.
 # No released weights.
-_base_ = '../poolformer_s12_in1k.py'
+_base_ = '../poolformer/poolformer_s12_in1k.py'
 checkpoint_file = None  # none released
 
 model = dict(backbone=dict(mlp_ratios=0))

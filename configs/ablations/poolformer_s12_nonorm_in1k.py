@@ -2,7 +2,7 @@
 # -> none, in the blocks and the final norm.
 # Paper: 11.9M params, 1.8G MACs, top-1 46.1 (baseline 77.2).
 # No released weights.
-_base_ = '../poolformer_s12_in1k.py'
+_base_ = '../poolformer/poolformer_s12_in1k.py'
 checkpoint_file = None
 
 model = dict(

@@ -4,7 +4,7 @@
 # network does not train.
 # Each block computes x = ls1 * mixer(norm1(x)), then x = ls2 * mlp(norm2(x))
 # (residual=False): no skip connection anywhere. No released weights.
-_base_ = '../poolformer_s12_in1k.py'
+_base_ = '../poolformer/poolformer_s12_in1k.py'
 checkpoint_file = None  # none released
 
 model = dict(backbone=dict(residual=False))

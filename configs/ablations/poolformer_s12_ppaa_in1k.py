@@ -10,11 +10,11 @@ _base_ = './poolformer_s12_pppa_in1k.py'
 # Released weights (official v1 layout plus the position embedding)
 checkpoint_file = 'https://github.com/sail-sg/poolformer/releases/download/v1.0/metaformer_ppaa_s12_224.pth.tar'  # noqa
 
+pool = dict(type='Pooling', pool_size=3)
+attention = dict(type='Attention', head_dim=32, qkv_bias=False, proj_bias=True)
 model = dict(
     backbone=dict(
         arch=dict(
-            token_mixers=[
-                {{_base_.pool}}, {{_base_.pool}}, {{_base_.attention}},
-                {{_base_.attention}}
-            ],
+            token_mixers=[pool, pool, attention, attention],
             pos_embed=[False, False, True, False])))
+del pool, attention  # helpers, not config keys

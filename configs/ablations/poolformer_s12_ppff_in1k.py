@@ -9,24 +9,29 @@
 _base_ = './poolformer_s12_pppf_in1k.py'
 checkpoint_file = 'https://github.com/sail-sg/poolformer/releases/download/v1.0/metaformer_ppff_s12_224.pth.tar'  # noqa
 
+pool = dict(type='Pooling', pool_size=3)
 model = dict(
     backbone=dict(
         arch=dict(token_mixers=[
-            {{_base_.pool}}, {{_base_.pool}},
+            pool, pool,
             dict(type='SpatialFC', num_tokens=196),
             dict(type='SpatialFC', num_tokens=49)
         ])))
+del pool  # a helper, not a config key
 
+# `_scope_`: what replaces a base's entry wholesale names mmpretrain's
+# registries itself; as a `mmpoolformer::` base it would otherwise get ours
 test_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(_scope_='mmpretrain', type='LoadImageFromFile'),
     dict(
+        _scope_='mmpretrain',
         type='ResizeEdge',
         scale=236,
         edge='short',
         backend='pillow',
         interpolation='bicubic'),
-    dict(type='CenterCrop', crop_size=224),
-    dict(type='PackInputs'),
+    dict(_scope_='mmpretrain', type='CenterCrop', crop_size=224),
+    dict(_scope_='mmpretrain', type='PackInputs'),
 ]
 val_dataloader = dict(dataset=dict(pipeline=test_pipeline))
 test_dataloader = dict(dataset=dict(pipeline=test_pipeline))

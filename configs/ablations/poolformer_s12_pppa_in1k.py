@@ -13,7 +13,7 @@
 #   first); at other inputs than 224x224 it is resampled bilinearly to the
 #   token grid;
 # * evaluated with crop_pct 0.95 (its timm default_cfg): resize 236.
-_base_ = '../poolformer_s12_in1k.py'
+_base_ = '../poolformer/poolformer_s12_in1k.py'
 # Released weights (official v1 layout plus the position embedding
 # network.6.pos_embed, which shifts the later network.* slots; the converter
 # maps it to stages.3.pos_embed)
@@ -36,17 +36,23 @@ model = dict(
         drop_path_rate=0.1,
         out_indices=(3, ),
         frozen_stages=-1))
+# helpers, not config keys (a `{{_base_.x}}` of a `mmpoolformer::` base would
+# carry its _scope_ into the mixer's arguments)
+del pool, attention, layer_norm
 
+# `_scope_`: what replaces a base's entry wholesale names mmpretrain's
+# registries itself; as a `mmpoolformer::` base it would otherwise get ours
 test_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(_scope_='mmpretrain', type='LoadImageFromFile'),
     dict(
+        _scope_='mmpretrain',
         type='ResizeEdge',
         scale=236,
         edge='short',
         backend='pillow',
         interpolation='bicubic'),
-    dict(type='CenterCrop', crop_size=224),
-    dict(type='PackInputs'),
+    dict(_scope_='mmpretrain', type='CenterCrop', crop_size=224),
+    dict(_scope_='mmpretrain', type='PackInputs'),
 ]
 val_dataloader = dict(dataset=dict(pipeline=test_pipeline))
 test_dataloader = dict(dataset=dict(pipeline=test_pipeline))

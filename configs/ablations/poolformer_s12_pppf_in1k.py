@@ -7,7 +7,7 @@
 # trunc-normal init): ours has a per-token bias (49 more parameters per
 # block) and starts near the identity; at other input sizes its weight is
 # resampled to the actual grid (the official one needs 224x224).
-_base_ = '../poolformer_s12_in1k.py'
+_base_ = '../poolformer/poolformer_s12_in1k.py'
 # Released weights (official v1 layout; SpatialFc's "fc.weight" is not
 # mapped to our "weight" by the converter yet)
 checkpoint_file = 'https://github.com/sail-sg/poolformer/releases/download/v1.0/metaformer_pppf_s12_224.pth.tar'  # noqa
@@ -25,3 +25,6 @@ model = dict(
         drop_path_rate=0.1,
         out_indices=(3, ),
         frozen_stages=-1))
+# helpers, not config keys (a `{{_base_.x}}` of a `mmpoolformer::` base would
+# carry its _scope_ into the mixer's arguments)
+del pool

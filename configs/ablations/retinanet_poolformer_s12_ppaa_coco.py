@@ -7,7 +7,7 @@
 # Cost: attention is quadratic in the tokens; at 1333x800 stage 3 has
 # 84x50 = 4200 tokens, a 4200x4200 map per head and image (70 MB in fp32
 # for 10 heads, per block, unless the GPU runs a fused attention kernel).
-_base_ = '../retinanet_poolformer_s12_coco.py'
+_base_ = '../poolformer/retinanet_poolformer_s12_coco.py'
 # The released ImageNet weights of metaformer_ppaa_s12_224 (official v1
 # layout plus the 14x14 position embedding before stage 3, network.4.pos_embed,
 # which the converter maps to stages.2.pos_embed; at detection sizes it is
@@ -33,3 +33,6 @@ model = dict(
         out_indices=(1, 2, 3),
         frozen_stages=-1,
         init_cfg=dict(type='Pretrained', checkpoint=checkpoint_file)))
+# helpers, not config keys (a `{{_base_.x}}` of a `mmpoolformer::` base would
+# carry its _scope_ into the mixer's arguments)
+del pool, attention, layer_norm

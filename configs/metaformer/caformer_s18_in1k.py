@@ -16,9 +16,12 @@ checkpoint_file = 'https://huggingface.co/sail/dl/resolve/main/caformer/caformer
 model = dict(
     backbone=dict(type='mmpoolformer.CAFormer', drop_path_rate=0.15))
 
+# `_scope_`: what replaces a base's entry wholesale names mmpretrain's
+# registries itself; as a `mmpoolformer::` base it would otherwise get ours
 optim_wrapper = dict(
     optimizer=dict(
         _delete_=True,  # AdamW's keys do not all apply
+        _scope_='mmpretrain',
         type='Lamb',
         lr=8e-3,
         weight_decay=0.05,
@@ -29,10 +32,16 @@ optim_wrapper = dict(
 # 20 warm-up epochs from 1e-6 (= 8e-3 x 1.25e-4), then cosine to 1e-5
 param_scheduler = [
     dict(
+        _scope_='mmpretrain',
         type='LinearLR',
         start_factor=1.25e-4,
         by_epoch=True,
         end=20,
         convert_to_iter_based=True),
-    dict(type='CosineAnnealingLR', eta_min=1e-5, by_epoch=True, begin=20),
+    dict(
+        _scope_='mmpretrain',
+        type='CosineAnnealingLR',
+        eta_min=1e-5,
+        by_epoch=True,
+        begin=20),
 ]

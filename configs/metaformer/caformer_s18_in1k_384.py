@@ -12,9 +12,12 @@ checkpoint_file = 'https://huggingface.co/sail/dl/resolve/main/caformer/caformer
 
 model = dict(backbone=dict(type='mmpoolformer.CAFormer'))
 
+# `_scope_`: what replaces a base's entry wholesale names mmpretrain's
+# registries itself; as a `mmpoolformer::` base it would otherwise get ours
 optim_wrapper = dict(
     optimizer=dict(
         _delete_=True,
+        _scope_='mmpretrain',
         type='Lamb',
         lr=1e-4,
         weight_decay=0.05,

@@ -17,14 +17,22 @@ model = dict(
         type='mmpoolformer.ConvFormer', arch='s18', drop_path_rate=0.2),
     head=dict(mlp_ratio=4, dropout=0., in_channels=512))
 
+# `_scope_`: what replaces a base's entry wholesale names mmpretrain's
+# registries itself; as a `mmpoolformer::` base it would otherwise get ours
 # 20 warm-up epochs from timm's warmup_lr 1e-6 (= 4e-3 x 2.5e-4), then cosine
 # to min_lr 1e-5
 param_scheduler = [
     dict(
+        _scope_='mmpretrain',
         type='LinearLR',
         start_factor=2.5e-4,
         by_epoch=True,
         end=20,
         convert_to_iter_based=True),
-    dict(type='CosineAnnealingLR', eta_min=1e-5, by_epoch=True, begin=20),
+    dict(
+        _scope_='mmpretrain',
+        type='CosineAnnealingLR',
+        eta_min=1e-5,
+        by_epoch=True,
+        begin=20),
 ]

@@ -21,20 +21,36 @@ model = dict(
     train_cfg=None)  # no Mixup / CutMix
 
 optim_wrapper = dict(optimizer=dict(lr=5e-5))
+# `_scope_`: what replaces a base's entry wholesale names mmpretrain's
+# registries itself; as a `mmpoolformer::` base it would otherwise get ours
 # constant lr, no warm-up
-param_scheduler = [dict(type='ConstantLR', factor=1.0, by_epoch=True)]
+param_scheduler = [
+    dict(_scope_='mmpretrain', type='ConstantLR', factor=1.0, by_epoch=True)
+]
 train_cfg = dict(max_epochs=30)
-custom_hooks = [dict(type='EMAHook', momentum=1e-4, priority='ABOVE_NORMAL')]
+custom_hooks = [
+    dict(
+        _scope_='mmpretrain',
+        type='EMAHook',
+        momentum=1e-4,
+        priority='ABOVE_NORMAL')
+]
 
 train_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(_scope_='mmpretrain', type='LoadImageFromFile'),
     dict(
+        _scope_='mmpretrain',
         type='RandomResizedCrop',
         scale=img_size,
         backend='pillow',
         interpolation='bicubic'),
-    dict(type='RandomFlip', prob=0.5, direction='horizontal'),
     dict(
+        _scope_='mmpretrain',
+        type='RandomFlip',
+        prob=0.5,
+        direction='horizontal'),
+    dict(
+        _scope_='mmpretrain',
         type='RandAugment',
         policies='timm_increasing',
         num_policies=2,
@@ -43,6 +59,7 @@ train_pipeline = [
         magnitude_std=0.5,
         hparams=dict(pad_val=[104, 116, 124], interpolation='bicubic')),
     dict(
+        _scope_='mmpretrain',
         type='RandomErasing',
         erase_prob=0.25,
         mode='rand',
@@ -50,18 +67,19 @@ train_pipeline = [
         max_area_ratio=1 / 3,
         fill_color=[103.53, 116.28, 123.675],
         fill_std=[57.375, 57.12, 58.395]),
-    dict(type='PackInputs'),
+    dict(_scope_='mmpretrain', type='PackInputs'),
 ]
 test_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(_scope_='mmpretrain', type='LoadImageFromFile'),
     dict(
+        _scope_='mmpretrain',
         type='ResizeEdge',
         scale=img_size,
         edge='short',
         backend='pillow',
         interpolation='bicubic'),
-    dict(type='CenterCrop', crop_size=img_size),
-    dict(type='PackInputs'),
+    dict(_scope_='mmpretrain', type='CenterCrop', crop_size=img_size),
+    dict(_scope_='mmpretrain', type='PackInputs'),
 ]
 # 32 GPUs x 32 images (lr = 5e-5 at 1024); --auto-scale-lr rescales
 train_dataloader = dict(batch_size=32, dataset=dict(pipeline=train_pipeline))

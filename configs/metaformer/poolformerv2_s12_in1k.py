@@ -21,7 +21,7 @@
 # pooled vector, Linear (MetaFormerClsHead with mlp_ratio=None); the backbone
 # has no output norm of its own (out_norm_cfg=None), so the released
 # classifiers load whole (convert_checkpoint.py --with-head).
-_base_ = '../poolformer_s12_in1k.py'
+_base_ = '../poolformer/poolformer_s12_in1k.py'
 # The released weights (sail-sg/metaformer README); a from-scratch recipe does
 # not load them, see ../poolformer_s12_in1k.py for fine-tuning from them.
 checkpoint_file = 'https://huggingface.co/sail/dl/resolve/main/poolformerv2/poolformerv2_s12.pth'  # noqa
@@ -31,17 +31,20 @@ model = dict(
         type='mmpoolformer.PoolFormerV2', arch='s12', out_norm_cfg=None),
     head=dict(type='mmpoolformer.MetaFormerClsHead', mlp_ratio=None))
 
+# `_scope_`: what replaces a base's entry wholesale names mmpretrain's
+# registries itself; as a `mmpoolformer::` base it would otherwise get ours
 # crop_pct 1.0 (sail-sg/metaformer's default_cfg for every baseline at 224)
 test_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(_scope_='mmpretrain', type='LoadImageFromFile'),
     dict(
+        _scope_='mmpretrain',
         type='ResizeEdge',
         scale=224,
         edge='short',
         backend='pillow',
         interpolation='bicubic'),
-    dict(type='CenterCrop', crop_size=224),
-    dict(type='PackInputs'),
+    dict(_scope_='mmpretrain', type='CenterCrop', crop_size=224),
+    dict(_scope_='mmpretrain', type='PackInputs'),
 ]
 val_dataloader = dict(dataset=dict(pipeline=test_pipeline))
 test_dataloader = dict(dataset=dict(pipeline=test_pipeline))

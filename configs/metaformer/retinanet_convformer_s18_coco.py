@@ -4,7 +4,7 @@
 # 1e-4 wd 1e-4, 12 epochs with steps at 8 and 11, (1333, 800), 8 GPUs x 2
 # images, drop path 0, stages 2-4 into FPN(start_level=0)); ConvFormer-S18
 # has the same stage widths (64, 128, 320, 512), so the neck is unchanged.
-_base_ = '../retinanet_poolformer_s12_coco.py'
+_base_ = '../poolformer/retinanet_poolformer_s12_coco.py'
 # The official ImageNet-1k release (sail-sg/metaformer README, metaformer
 # layout: downsample_layers.*, stages.i.j.*). timm hosts the same weights in
 # its own layout (which our module names follow) at

@@ -15,16 +15,19 @@ model = dict(
         backbone=dict(arch='m36'), head=dict(in_channels=768)),
     teacher_checkpoint=teacher_checkpoint)
 
+# `_scope_`: what replaces a base's entry wholesale names mmpretrain's
+# registries itself; as a `mmpoolformer::` base it would otherwise get ours
 test_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(_scope_='mmpretrain', type='LoadImageFromFile'),
     dict(
+        _scope_='mmpretrain',
         type='ResizeEdge',
         scale=236,
         edge='short',
         backend='pillow',
         interpolation='bicubic'),
-    dict(type='CenterCrop', crop_size=224),
-    dict(type='PackInputs'),
+    dict(_scope_='mmpretrain', type='CenterCrop', crop_size=224),
+    dict(_scope_='mmpretrain', type='PackInputs'),
 ]
 val_dataloader = dict(dataset=dict(pipeline=test_pipeline))
 test_dataloader = dict(dataset=dict(pipeline=test_pipeline))

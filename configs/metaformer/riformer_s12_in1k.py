@@ -11,7 +11,7 @@
 # a prolonged 600-epoch schedule for the models the paper marks. Trained
 # with this recipe alone RIFormer-S12 should land lower; by how much is
 # unknown here.
-_base_ = '../poolformer_s12_in1k.py'
+_base_ = '../poolformer/poolformer_s12_in1k.py'
 # The converted weights mmpretrain hosts (training-time structure, its
 # PoolFormer-style key names)
 checkpoint_file = 'https://download.openmmlab.com/mmclassification/v1/riformer/riformer-s12_32xb128_in1k_20230406-6741ce71.pth'  # noqa

@@ -35,3 +35,8 @@ optim_wrapper = dict(paramwise_cfg=dict(custom_keys={
 
 # 8 GPUs x 2 images; enable with --auto-scale-lr for another total batch
 auto_scale_lr = dict(enable=False, base_batch_size=16)
+
+# mmengine's CheckpointHook with crash-safe saving
+# (mmpoolformer/engine/checkpoint_hook.py); the base's interval and other
+# options stay
+default_hooks = dict(checkpoint=dict(type='mmpoolformer.SafeCheckpointHook'))

@@ -4,9 +4,10 @@ from typing import Optional
 
 import torch.nn as nn
 from mmengine.logging import print_log
-from mmengine.runner.checkpoint import _load_checkpoint
 
 from .convert import convert_to_mmpoolformer, output_norm_keys, strip_prefix, unwrap_checkpoint
+from .files import torch_file_problem
+from .torch_load import load_checkpoint_file
 
 
 class CheckpointMismatchError(ValueError):
@@ -26,7 +27,6 @@ def check_checkpoint_file(filename: str) -> None:
     if not os.path.exists(filename):
         raise FileNotFoundError(f'cannot load checkpoint {filename}: the file '
                                 'does not exist')
-    from mmpoolformer.utils.checkpoints import torch_file_problem
     problem = torch_file_problem(str(filename))
     if problem:
         raise CheckpointFileError(f'cannot load checkpoint {filename}: '
@@ -53,7 +53,7 @@ def load_backbone_checkpoint(model: nn.Module,
     mis-shaped key raises :class:`CheckpointMismatchError`.
     """
     check_checkpoint_file(filename)
-    state_dict = unwrap_checkpoint(_load_checkpoint(filename, map_location))
+    state_dict = unwrap_checkpoint(load_checkpoint_file(filename, map_location))
     if prefix:
         state_dict = strip_prefix(state_dict, prefix)
     fmt, converted = convert_to_mmpoolformer(state_dict, target_shapes(model))

@@ -1,29 +1,28 @@
-"""Let torch>=2.6 load checkpoints that mmengine's Runner saves.
+"""Load the checkpoints mmengine's Runner saves under torch>=2.6.
 
 torch 2.6 made ``torch.load(weights_only=True)`` the default and mmengine
 0.10.7 does not pass ``weights_only``. Runner checkpoints hold, besides
 tensors, the message hub's :class:`~mmengine.logging.HistoryBuffer` objects
 (numpy arrays, and the buffer's statistics methods pickled as
 ``getattr(HistoryBuffer, 'mean')``), which the restricted unpickler refuses:
-``--resume`` and ``test.py`` fail with an UnpicklingError. An *empty*
-buffer holds empty numpy arrays, whose data ``torch.save``'s pickle protocol
-2 writes as ``builtins.bytes()`` (non-empty data goes through
-``_codecs.encode``, which torch allows), so ``bytes`` is allowed too.
+resuming and testing fail with an UnpicklingError. An *empty* buffer holds
+empty numpy arrays, whose data ``torch.save``'s pickle protocol 2 writes as
+``builtins.bytes()`` (non-empty data goes through ``_codecs.encode``, which
+torch allows), so ``bytes`` is allowed too.
 
-We keep ``weights_only`` on and allow exactly these globals, and only inside
-mmengine's loader for local files (re-registered through its public
-``CheckpointLoader.register_scheme``). A plain ``torch.load`` elsewhere keeps
-torch's default allowlist.
-
-Where mmengine passes ``weights_only`` itself with an allowlist of its own
-(the maintained onedl fork, onedl-mmengine 0.10.8+), nothing is wrapped.
+:func:`runner_checkpoint_globals` keeps ``weights_only`` on and allows
+exactly these globals for the duration of a ``with`` block: our checkpoint
+loading and our tools use it; nothing changes for other code of the
+process. Where mmengine passes ``weights_only`` itself with an allowlist of
+its own (the maintained onedl fork, onedl-mmengine 0.10.8+), or torch has no
+allowlists, it does nothing.
 """
+import contextlib
 import functools
 import inspect
 
 import numpy as np
 import torch
-from mmengine.runner.checkpoint import CheckpointLoader
 
 
 def mmengine_safe_globals() -> list:
@@ -41,31 +40,29 @@ def mmengine_safe_globals() -> list:
             multiarray._reconstruct, multiarray.scalar, *numpy_dtypes]
 
 
+@functools.lru_cache(maxsize=None)
 def mmengine_handles_weights_only() -> bool:
     """Whether mmengine's checkpoint module passes ``weights_only`` to
     ``torch.load`` itself (the onedl fork does; mmengine 0.10.7 does not)."""
     from mmengine.runner import checkpoint
     try:
         return 'weights_only' in inspect.getsource(checkpoint)
-    except (OSError, TypeError):  # no source installed: wrap to be safe
+    except (OSError, TypeError):  # no source installed: allow to be safe
         return False
 
 
-def register_mmengine_safe_globals() -> None:
-    """Wrap mmengine's local-file loader in ``torch.serialization.safe_globals``
-    where mmengine needs it (idempotent; a no-op on torch without weights-only
-    allowlists and on an mmengine that handles them itself)."""
+def runner_checkpoint_globals():
+    """A context manager under which mmengine's checkpoint loaders read
+    Runner checkpoints on torch>=2.6 (a no-op where nothing is needed)."""
     safe_globals = getattr(torch.serialization, 'safe_globals', None)
-    local_loader = CheckpointLoader._get_checkpoint_loader('/local/file.pth')
-    if safe_globals is None or getattr(local_loader, 'mmpoolformer_wrapped', False) \
-            or mmengine_handles_weights_only():
-        return
-    allowed = mmengine_safe_globals()
+    if safe_globals is None or mmengine_handles_weights_only():
+        return contextlib.nullcontext()
+    return safe_globals(mmengine_safe_globals())
 
-    @functools.wraps(local_loader)  # keeps the name mmengine logs
-    def load_from_local(filename, map_location):
-        with safe_globals(allowed):
-            return local_loader(filename, map_location)
 
-    load_from_local.mmpoolformer_wrapped = True
-    CheckpointLoader.register_scheme(prefixes='', loader=load_from_local, force=True)
+def load_checkpoint_file(filename, map_location='cpu'):
+    """mmengine's ``_load_checkpoint`` (any path or URL it reads) under
+    :func:`runner_checkpoint_globals`."""
+    from mmengine.runner.checkpoint import _load_checkpoint
+    with runner_checkpoint_globals():
+        return _load_checkpoint(filename, map_location=map_location)

@@ -1,12 +1,4 @@
-from .synthetic_shapes import (
-                               SEG_CLASSES,
-                               SHAPE_CLASSES,
-                               write_ade_shapes,
-                               write_coco_shapes,
-                               write_imagenet_shapes,
-)
+"""Data transforms (registered on import)."""
+from .loading import LoadImageOrSkip
 
-__all__ = [
-    'SEG_CLASSES', 'SHAPE_CLASSES', 'write_ade_shapes', 'write_coco_shapes',
-    'write_imagenet_shapes'
-]
+__all__ = ['LoadImageOrSkip']

@@ -30,8 +30,6 @@ from typing import Dict, Iterable, Sequence, Tuple
 import torch
 import torch.nn as nn
 
-from mmpoolformer.utils.errors import ToolError
-
 #: opset of the exported graphs: the lowest the dynamo exporter writes
 #: natively, read by TensorRT 8.6+, OpenVINO and onnxruntime alike
 DEFAULT_OPSET = 18
@@ -45,8 +43,8 @@ def _require_onnx():
     missing = [name for name in ('onnx', 'onnxscript', 'onnxruntime')
                if importlib.util.find_spec(name) is None]
     if missing:
-        raise ToolError(f'ONNX export needs {", ".join(missing)}: pip '
-                        'install onnx onnxscript onnxruntime')
+        raise ImportError(f'ONNX export needs {", ".join(missing)}: pip '
+                          'install onnx onnxscript onnxruntime')
 
 
 class ExportGroupNorm(nn.Module):
@@ -116,7 +114,7 @@ class ClassifierLogits(nn.Module):
         super().__init__()
         if not (hasattr(classifier, 'extract_feat') and
                 getattr(classifier, 'head', None) is not None):
-            raise ToolError(f'{type(classifier).__name__} is not a classifier '
+            raise TypeError(f'{type(classifier).__name__} is not a classifier '
                             'with extract_feat and a head')
         self.classifier = classifier
 
@@ -132,7 +130,7 @@ def _device(model: nn.Module) -> torch.device:
 def _as_tuple(out) -> Tuple[torch.Tensor, ...]:
     outs = out if isinstance(out, (tuple, list)) else (out, )
     if not outs or not all(isinstance(o, torch.Tensor) for o in outs):
-        raise ToolError('ONNX export needs a model returning a tensor or a '
+        raise TypeError('ONNX export needs a model returning a tensor or a '
                         f'tuple of tensors, got {type(out).__name__}')
     return tuple(outs)
 
@@ -222,7 +220,7 @@ def export_onnx(model: nn.Module,
     """
     _require_onnx()
     if len(input_shape) != 4:
-        raise ToolError(f'input_shape must be (N, C, H, W), got {input_shape}')
+        raise ValueError(f'input_shape must be (N, C, H, W), got {input_shape}')
     model = prepare_for_export(model)
     shape = list(input_shape)
     if dynamic:
@@ -258,7 +256,7 @@ def ort_session(path: str, providers: Sequence[str] = ('CPUExecutionProvider',
     _require_onnx()
     import onnxruntime as ort
     if not osp.isfile(path):
-        raise ToolError(f'ONNX file {path} does not exist')
+        raise FileNotFoundError(f'ONNX file {path} does not exist')
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.log_severity_level = 3  # errors only
@@ -296,11 +294,11 @@ def verify(model: nn.Module, path, sizes: Iterable[Sequence[int]],
                     model(x.to(_device(model)))))
             got = run_session(session, x)
             if len(got) != len(ref):
-                raise ToolError(f'{path} has {len(got)} outputs, the model '
-                                f'{len(ref)}')
+                raise ValueError(f'{path} has {len(got)} outputs, the model '
+                                 f'{len(ref)}')
             for i, (a, b) in enumerate(zip(got, ref)):
                 if a.shape != b.shape:
-                    raise ToolError(
+                    raise ValueError(
                         f'output {i} of {path} for input {size} has shape '
                         f'{tuple(a.shape)}, the model gives {tuple(b.shape)}')
             diffs[size] = max((a - b.float()).abs().max().item()

@@ -1,4 +1,4 @@
-"""Hooks of the training loop."""
-from .checkpoint_hook import SafeCheckpointHook, register_as_default
+"""Hooks of the training loop (opt-in: name them in a config)."""
+from .checkpoint_hook import SafeCheckpointHook
 
-__all__ = ['SafeCheckpointHook', 'register_as_default']
+__all__ = ['SafeCheckpointHook']

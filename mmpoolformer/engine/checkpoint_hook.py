@@ -24,14 +24,10 @@ of the work dir if the one ``last_checkpoint`` names is missing or damaged,
 saying which one it skipped and why.
 Other storage backends (``out_dir='s3://...'``) keep mmengine's behaviour.
 
-Registered as ``CheckpointHook`` too (see :func:`register_as_default`): a
-config that imports mmpoolformer (``custom_imports=dict(imports=
-['mmpoolformer'])``, as all of ours do) gets the safe hook from its
-``default_hooks.checkpoint = dict(type='CheckpointHook', ...)`` without a
-change, and so does a config without a checkpoint entry (the Runner's
-default hooks name ``CheckpointHook`` as well). We chose this over asking
-users to edit their configs because a crash-safe save loses nothing the
-plain one offers: same arguments, same files, same message hub keys.
+Opt-in: a config names it in place of mmengine's hook (our configs do), and
+it keeps every option of mmengine's::
+
+    default_hooks = dict(checkpoint=dict(type='mmpoolformer.SafeCheckpointHook'))
 """
 import logging
 import os.path as osp
@@ -40,14 +36,14 @@ from mmengine.dist import is_main_process
 from mmengine.hooks import CheckpointHook
 from mmengine.logging import print_log
 
-from mmpoolformer.registry import HOOKS
-from mmpoolformer.utils.checkpoints import newest_loadable_checkpoint, read_last_checkpoint
-from mmpoolformer.utils.io import (
+from mmpoolformer.checkpoint.files import newest_loadable_checkpoint, read_last_checkpoint
+from mmpoolformer.fileio import (
     commit_partial,
     partial_name,
     remove_stale_partials,
     write_bytes_atomic,
 )
+from mmpoolformer.registry import HOOKS
 
 
 @HOOKS.register_module()
@@ -137,12 +133,3 @@ class SafeCheckpointHook(CheckpointHook):
             elif self.file_backend.isdir(old):
                 self.file_backend.rmtree(old)
 
-
-def register_as_default():
-    """Make ``type='CheckpointHook'`` build :class:`SafeCheckpointHook` in
-    every scope that has no CheckpointHook of its own (mmengine's root
-    registry; mmdet, mmseg and mmpretrain inherit from it). Idempotent."""
-    from mmengine.registry import HOOKS as ROOT_HOOKS
-    if ROOT_HOOKS.module_dict.get('CheckpointHook') is not SafeCheckpointHook:
-        ROOT_HOOKS.register_module(name='CheckpointHook',
-                                   module=SafeCheckpointHook, force=True)

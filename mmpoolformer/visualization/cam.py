@@ -12,7 +12,6 @@ import torch
 import torch.nn as nn
 
 from mmpoolformer.models import MetaFormer
-from mmpoolformer.utils.errors import ToolError
 
 METHODS = ('gradcam', 'gradcam++', 'xgradcam', 'eigencam', 'layercam')
 
@@ -36,7 +35,7 @@ def cam_target_layers(model) -> list:
     backbone = model if isinstance(model, MetaFormer) else \
         getattr(model, 'backbone', None)
     if not isinstance(backbone, MetaFormer):
-        raise ToolError(f'{type(model).__name__} has no mmpoolformer '
+        raise TypeError(f'{type(model).__name__} has no mmpoolformer '
                         'backbone to take a Grad-CAM of')
     return [backbone.stages[backbone.out_indices[-1]]]
 
@@ -57,8 +56,8 @@ def grad_cam(model, task, image: np.ndarray, mean, std,
                'xgradcam': pgc.XGradCAM, 'eigencam': pgc.EigenCAM,
                'layercam': pgc.LayerCAM}
     if method not in classes:
-        raise ToolError(f'unknown --method {method!r}; choose one of '
-                        f'{sorted(classes)}')
+        raise ValueError(f'unknown method {method!r}; choose one of '
+                         f'{sorted(classes)}')
     scores = cam_model(model, task)
     x = torch.from_numpy(image).permute(2, 0, 1)[None].float()
     x = (x - torch.tensor(mean).view(1, 3, 1, 1)) / \

@@ -10,11 +10,10 @@ import torch
 from mmengine.config import Config
 from mmengine.dataset import Compose, pseudo_collate
 from mmengine.registry import init_default_scope
-from mmengine.runner.checkpoint import _load_checkpoint
 
 from mmpoolformer import register_all_modules
-from mmpoolformer.utils.errors import ToolError
-from mmpoolformer.utils.io import write_image_atomic
+from mmpoolformer.checkpoint.torch_load import load_checkpoint_file
+from mmpoolformer.fileio import write_image_atomic
 
 TASKS = {'mmdet': 'det', 'mmseg': 'seg', 'mmpretrain': 'cls'}
 
@@ -28,7 +27,7 @@ def load_config(config) -> Config:
     if isinstance(config, Config):
         return config
     if not osp.isfile(str(config)):
-        raise ToolError(f'config {config} does not exist')
+        raise FileNotFoundError(f'config {config} does not exist')
     return Config.fromfile(str(config))
 
 
@@ -40,8 +39,8 @@ def load_model(config, checkpoint: Optional[str] = None,
     cfg = load_config(config)
     scope = cfg.get('default_scope')
     if scope not in TASKS:
-        raise ToolError(f'{config}: default_scope {scope!r} is none of '
-                        f'{sorted(TASKS)}: not a det / seg / cls config')
+        raise ValueError(f'{config}: default_scope {scope!r} is none of '
+                         f'{sorted(TASKS)}: not a det / seg / cls config')
     register_all_modules()
     init_default_scope(scope)
     cfg.model.setdefault('backbone', {})['init_cfg'] = None
@@ -50,8 +49,8 @@ def load_model(config, checkpoint: Optional[str] = None,
     meta = {}
     if checkpoint is not None:
         if not osp.isfile(checkpoint):
-            raise ToolError(f'checkpoint {checkpoint} does not exist')
-        ckpt = _load_checkpoint(checkpoint, map_location='cpu')
+            raise FileNotFoundError(f'checkpoint {checkpoint} does not exist')
+        ckpt = load_checkpoint_file(checkpoint, map_location='cpu')
         state = ckpt.get('state_dict', ckpt)
         meta = ckpt.get('meta', {}) or {}
         missing, unexpected = [], []
@@ -61,7 +60,7 @@ def load_model(config, checkpoint: Optional[str] = None,
         shapes = sorted(k for k in set(own) & set(state)
                         if own[k].shape != state[k].shape)
         if missing or unexpected or shapes:
-            raise ToolError(
+            raise ValueError(
                 f'checkpoint {checkpoint} does not fit {config}: '
                 f'{len(missing)} missing keys {missing[:3]}, '
                 f'{len(unexpected)} unexpected keys {unexpected[:3]}, '

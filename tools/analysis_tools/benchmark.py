@@ -30,13 +30,13 @@ Rows (backbone mode), all computing the same function (checked first):
   interleaved with its threads not spinning, and once more alone with its
   default spinning threads (which would slow any row timed after them);
 * ``floor``, ``floor+convs``: the model's GEMMs alone with its real shapes
-  (see :mod:`mmpoolformer.benchmark.floor`), printed as ours / floor.
+  (see :mod:`speed.floor`), printed as ours / floor.
 
 Detector mode (``--detector retinanet|fpn``): the training step of our
 RetinaNet-S12 / Semantic FPN-S12 config against the same model with
 ``mmpretrain.PoolFormer`` as its backbone, same weights, same batch.
 
-GPU table (``--gpu-table OUT.json``, issue 10): every arch of ``--items``
+GPU table (``--gpu-table OUT.json``): every arch of ``--items``
 (default: PoolFormer-S12/S24/M36, PoolFormerV2-S12, ConvFormer-S18,
 CAFormer-S18, then RetinaNet-S12 and Semantic FPN-S12) with the rows ours,
 ours-raw, ours-raw+compile (ours compiled), mmpretrain, timm, timm+compile;
@@ -50,10 +50,11 @@ Measured interleaved (every round runs every row, starting from a different
 one): inference (forward under ``inference_mode``) and a training step
 (forward, loss, backward, AdamW), medians in ms; the peak memory of one
 training step (CPU: bytes of the tensors the step allocates and holds at
-once, see :mod:`mmpoolformer.benchmark.memory`, eager rows only; CUDA: the
+once, see :mod:`speed.memory`, eager rows only; CUDA: the
 allocator's peak over the step, reset per row, less what was allocated
-before it); the bytes autograd saves for backward. The targets of issues 5
-and 11 (10 for the GPU table) are printed as MET / MISS; ``--json`` writes
+before it); the bytes autograd saves for backward. The targets (against the
+reference implementations, against the fastest peer; the GPU table's own)
+are printed as MET / MISS; ``--json`` writes
 everything.
 """
 import argparse
@@ -70,7 +71,7 @@ from collections import Counter
 import torch
 import torch.nn as nn
 
-from mmpoolformer.benchmark import (
+from speed import (
     ARCHS,
     DETECTORS,
     PeakLiveBytes,
@@ -78,24 +79,24 @@ from mmpoolformer.benchmark import (
     build_detectors,
     saved_activation_bytes,
 )
-from mmpoolformer.benchmark.floor import gemm_floor_steps, gemm_flops, record_gemms
-from mmpoolformer.benchmark.models import (
+from speed.floor import gemm_floor_steps, gemm_flops, record_gemms
+from speed.models import (
     COMPILABLE,
     compiled,
     detector_batch,
     detector_training_input,
     has_output_norms,
 )
-from mmpoolformer.benchmark.report import (
+from speed.report import (
     BACKBONE_TARGETS,
     DETECTOR_TARGETS,
     check_targets,
     format_gpu_table,
     format_table,
     gpu_table_targets,
-    issue11_targets,
+    peer_targets,
 )
-from mmpoolformer.benchmark.timing import (
+from speed.timing import (
     autocast,
     backbone_steps,
     detector_steps,
@@ -103,7 +104,12 @@ from mmpoolformer.benchmark.timing import (
     is_cuda,
     time_ms,
 )
-from mmpoolformer.utils.errors import ToolError, exit_on_tool_error
+
+
+class ToolError(Exception):
+    """A problem the user can fix: main() prints its message alone and exits
+    with status 1."""
+
 
 TOL = 1e-4  # relative (2-norm) agreement required between rows, fp32
 INFER_ONLY = ('ours-deploy', 'ours-deploy+compile', 'onnxruntime')
@@ -126,7 +132,7 @@ def parse_args(argv=None):
                         help='time a detector / segmentor training step '
                         'instead of the bare backbones')
     parser.add_argument('--gpu-table', metavar='OUT.json', default=None,
-                        help='measure the GPU table of issue 10 into '
+                        help='measure the GPU table into '
                         'OUT.json (resumes: items already there are kept)')
     parser.add_argument('--items', default=None,
                         help='--gpu-table: comma-separated subset of '
@@ -465,7 +471,7 @@ def run_backbones(args, wanted=None):
                 print(f'{args.dtype} vs fp32, {n}: relative deviation '
                       f'{low[n]:.2e}')
 
-    # issue 11: ours (and, in fp32 runs, ours compiled) against the plain
+    # ours (and, in fp32 runs, ours compiled) against the plain
     # formulation, outputs and gradients in fp32
     equality = {}
     checked = [n for n in ('ours', 'ours+compile')
@@ -602,7 +608,7 @@ def environment(args):
 
 
 def gpu_table(args):
-    """Issue 10's table, item by item into ``args.gpu_table`` (resumable)."""
+    """The GPU table, item by item into ``args.gpu_table`` (resumable)."""
     path = args.gpu_table
     table = dict(items={})
     if os.path.exists(path):
@@ -655,7 +661,7 @@ def gpu_table(args):
 
 
 def main(argv=None):
-    with exit_on_tool_error('benchmark.py'):
+    try:
         args = parse_args(argv)
         torch.manual_seed(args.seed)
         if args.gpu_table:
@@ -669,7 +675,7 @@ def main(argv=None):
             environment=environment(args), rows=rows, **extra)
         results['targets'] = check_targets(results, targets)
         if not args.detector:
-            results['targets'] += issue11_targets(results)
+            results['targets'] += peer_targets(results)
         what = args.detector or args.arch
         print(f'\n{what}  batch {args.batch}  {args.size}x{args.size}  '
               f'{args.dtype}  {args.device}'
@@ -681,6 +687,8 @@ def main(argv=None):
                 json.dump(results, f, indent=2)
             print(f'results written to {args.json}')
         return results
+    except ToolError as exc:
+        raise SystemExit(f'benchmark.py: error: {exc}') from None
 
 
 if __name__ == '__main__':

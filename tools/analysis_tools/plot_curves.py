@@ -44,8 +44,13 @@ from typing import List, Optional, Tuple
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from mmpoolformer.utils import ToolError, exit_on_tool_error
-from mmpoolformer.utils.io import atomic_output, check_output_path
+from mmpoolformer.fileio import atomic_output, check_output_path
+
+
+class ToolError(Exception):
+    """A problem the user can fix: main() prints its message alone and exits
+    with status 1."""
+
 
 TIMESTAMP = re.compile(r'^\d{8}_\d{6}$')
 SCALARS = osp.join('vis_data', 'scalars.json')
@@ -276,7 +281,7 @@ def build_parser():
 def main(argv=None):
     """Returns the figure written to ``--out``."""
     args = build_parser().parse_args(argv)
-    with exit_on_tool_error(osp.basename(__file__)):
+    try:
         check_output_path(args.out, args.force)
         runs = [load_run(path) for path in args.runs]
         if args.legend and len(args.legend) != len(runs):
@@ -306,6 +311,8 @@ def main(argv=None):
         print(f'{len(keys)} panels ({", ".join(keys)}) of {len(runs)} '
               f'run(s) against {args.x} written to {args.out}')
         return fig
+    except (ToolError, OSError, ValueError) as exc:
+        raise SystemExit(f'{osp.basename(__file__)}: error: {exc}') from None
 
 
 if __name__ == '__main__':

@@ -22,9 +22,14 @@ from collections import Counter
 
 import cv2
 
-from mmpoolformer.utils.errors import ToolError, exit_on_tool_error
-from mmpoolformer.utils.io import remove_stale_partials
+from mmpoolformer.fileio import remove_stale_partials
 from mmpoolformer.visualization import draw_prediction, load_model, predict
+
+
+class ToolError(Exception):
+    """A problem the user can fix: main() prints its message alone and exits
+    with status 1."""
+
 
 IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp', '.webp')
 
@@ -92,7 +97,7 @@ def check_out_dir(images, names, out_dir, force):
 
 
 def main(argv=None):
-    with exit_on_tool_error('image_demo.py'):
+    try:
         args = parse_args(argv)
         images = list_images(args.inputs)
         names = output_names(images)
@@ -119,6 +124,8 @@ def main(argv=None):
                 f'{", ..." if len(failed) > 5 else ""}); the other '
                 f'{len(written)} are drawn in {args.out_dir}')
         return written
+    except (ToolError, OSError, ValueError) as exc:
+        raise SystemExit(f'image_demo.py: error: {exc}') from None
 
 
 if __name__ == '__main__':

@@ -2,10 +2,10 @@
 time both runtimes.
 
     # a config's classifier (image -> logits), or only its backbone
-    python tools/deployment/export_onnx.py configs/poolformer_s12_in1k.py \
+    python tools/deployment/export_onnx.py configs/poolformer/poolformer_s12_in1k.py \
         --checkpoint work_dirs/poolformer_s12_in1k/epoch_300.pth [--deploy]
     python tools/deployment/export_onnx.py \
-        configs/retinanet_poolformer_s12_coco.py --backbone-only
+        configs/poolformer/retinanet_poolformer_s12_coco.py --backbone-only
     # a bare backbone, with a checkpoint of any layout the converter reads
     python tools/deployment/export_onnx.py --arch PoolFormer/s12 \
         [--checkpoint poolformer_s12.pth.tar] [--deploy] [--out s12.onnx]
@@ -58,11 +58,19 @@ from mmpoolformer.deployment import (
     run_session,
     verify,
 )
+from mmpoolformer.fileio import atomic_output, check_output_path
 from mmpoolformer.models import MetaFormer
 from mmpoolformer.models import backbones as families
-from mmpoolformer.utils import SCOPES, ToolError, exit_on_tool_error, require_file
-from mmpoolformer.utils.io import atomic_output, check_output_path
 
+
+class ToolError(Exception):
+    """A problem the user can fix: main() prints its message alone and exits
+    with status 1."""
+
+
+#: the configs this tool builds: default_scope -> task
+SCOPES = {'mmdet': 'detection', 'mmseg': 'segmentation',
+          'mmpretrain': 'classification'}
 EXPORTERS = {'dynamo': 'torch.export-based exporter',
              'torchscript': 'TorchScript exporter (fallback)'}
 
@@ -132,7 +140,8 @@ def parse_arch(spec: str):
 
 
 def build_from_config(args):
-    require_file(args.config, 'config file')
+    if not osp.isfile(args.config):
+        raise ToolError(f'config file {args.config} does not exist')
     cfg = Config.fromfile(args.config)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
@@ -307,7 +316,7 @@ def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
     prog = osp.basename(__file__)
-    with exit_on_tool_error(prog):
+    try:
         mmpoolformer.register_all_modules()
         if bool(args.config) == bool(args.arch):
             raise ToolError('give a config file or --arch FAMILY/ARCH '
@@ -316,7 +325,8 @@ def main(argv=None):
             raise ToolError('--arch exports a backbone already; drop '
                             '--backbone-only')
         if args.checkpoint:
-            require_file(args.checkpoint, 'checkpoint')
+            if '://' not in args.checkpoint and not osp.isfile(args.checkpoint):
+                raise ToolError(f'checkpoint {args.checkpoint} does not exist')
         if args.out:  # before the slow part
             check_output_path(args.out, args.force)
         if min(args.batch - 1, args.runs, args.warmup, args.threads) < 0:
@@ -382,6 +392,8 @@ def main(argv=None):
             print('        ' + '  '.join(f'{a:>{n}}'
                                          for a, n in zip(row, widths)))
         return dict(out=out, exporter=exporter, diffs=diffs, timings=timings)
+    except (ToolError, OSError, ValueError, TypeError, ImportError) as exc:
+        raise SystemExit(f'{prog}: error: {exc}') from None
 
 
 if __name__ == '__main__':

@@ -48,9 +48,13 @@ from mmpoolformer.checkpoint import (
     unwrap_checkpoint,
 )
 from mmpoolformer.checkpoint.convert import convert_classifier
-from mmpoolformer.utils import ToolError, exit_on_tool_error
-from mmpoolformer.utils.checkpoints import torch_file_problem
-from mmpoolformer.utils.io import atomic_output, check_output_path
+from mmpoolformer.checkpoint.files import torch_file_problem
+from mmpoolformer.fileio import atomic_output, check_output_path
+
+
+class ToolError(Exception):
+    """A problem the user can fix: main() prints its message alone and exits
+    with status 1."""
 
 
 def arch_names() -> dict:
@@ -221,7 +225,7 @@ def parse_args(argv=None):
 def main(argv=None) -> dict:
     """Returns the ``meta`` written into DST."""
     args = parse_args(argv)
-    with exit_on_tool_error(osp.basename(__file__)):
+    try:
         check_paths(args.src, args.dst, args.force)
         if args.arch and args.arch.lower() not in arch_names():
             raise ToolError(f'unknown --arch {args.arch!r}; choose one of '
@@ -232,6 +236,8 @@ def main(argv=None) -> dict:
             raise ToolError('give --arch or --config, not both.')
         return convert(args.src, args.dst, args.arch, progress,
                        args.with_head, args.config)
+    except (ToolError, OSError) as exc:
+        raise SystemExit(f'{osp.basename(__file__)}: error: {exc}') from None
 
 
 if __name__ == '__main__':

@@ -1,8 +1,9 @@
-"""The model zoo from ``model-index.yml``: README tables and measured metadata.
+"""The model zoo from ``model-index.yml``: its tables and measured metadata.
 
-    python tools/model_zoo/gen_model_zoo.py [FILE]          # write the tables
-    python tools/model_zoo/gen_model_zoo.py [FILE] --check  # 1 + diff if stale
-    python tools/model_zoo/gen_model_zoo.py --print         # tables to stdout
+    python tools/model_zoo/gen_model_zoo.py              # write both tables
+    python tools/model_zoo/gen_model_zoo.py --check      # 1 + diff if stale
+    python tools/model_zoo/gen_model_zoo.py FILE [--summary] [--check]
+    python tools/model_zoo/gen_model_zoo.py --print [--summary]
     python tools/model_zoo/gen_model_zoo.py --update-metadata [--only NAME ...]
 
 ``model-index.yml`` imports one ``metafile.yml`` per config folder
@@ -21,15 +22,19 @@ for every listed config:
   segmentors, backbone+neck for detectors (the heads of a two-stage detector
   cost what its random-weight proposals make them cost).
 
-The tables go between ``<!-- model-zoo:start -->`` and
-``<!-- model-zoo:end -->`` of FILE (default README.md); links are relative
-to the repository root, where README.md lives. Results are the numbers the
-papers or official releases publish (``Results Source``), never ours.
+Two renderings go between ``<!-- model-zoo:start -->`` and
+``<!-- model-zoo:end -->`` of a markdown file: the full tables (one row per
+config; ``docs/model_zoo.md`` by default) and a summary (one row per family
+and task; ``README.md``). Without FILE both files are written (or checked);
+links are relative to the folder of the file written. Results are the
+numbers the papers or official releases publish (``Results Source``), never
+ours.
 """
 import argparse
 import contextlib
 import difflib
 import importlib.util
+import os
 import sys
 import warnings
 from collections import OrderedDict
@@ -37,12 +42,16 @@ from pathlib import Path
 
 import yaml
 
-from mmpoolformer.utils import ToolError, exit_on_tool_error
-
 ROOT = Path(__file__).resolve().parents[2]
 INDEX = ROOT / 'model-index.yml'
+README = ROOT / 'README.md'
+DOCS = ROOT / 'docs' / 'model_zoo.md'
 START, END = '<!-- model-zoo:start -->', '<!-- model-zoo:end -->'
 PROG = 'gen_model_zoo.py'
+
+
+class ToolError(Exception):
+    """A problem this tool reports as one message (``main`` exits 1)."""
 
 # default_scope -> (input N x C x H x W, part of the model counted)
 FLOPS_SETTINGS = {
@@ -247,12 +256,19 @@ def update_metadata(index: Path = INDEX, only=None, progress=None):
     return changed, written
 
 
-def unlisted_configs(index: Path = INDEX) -> list:
-    """Configs under configs/ that no metafile lists."""
-    listed = {m['Config'] for m in models_of(load_index(index))}
+def zoo_configs() -> list:
+    """The configs of the model zoo: every ``configs/<folder>/**.py``. Files
+    directly in ``configs/`` are aliases of those (e.g.
+    ``configs/retinanet_poolformer_s24_coco.py``), not entries of their own."""
     return sorted(p.relative_to(ROOT).as_posix()
-                  for p in (ROOT / 'configs').rglob('*.py')
-                  if p.relative_to(ROOT).as_posix() not in listed)
+                  for p in (ROOT / 'configs').glob('*/**/*.py'))
+
+
+def unlisted_configs(index: Path = INDEX) -> list:
+    """Configs of the model zoo (:func:`zoo_configs`) that no metafile
+    lists."""
+    listed = {m['Config'] for m in models_of(load_index(index))}
+    return [c for c in zoo_configs() if c not in listed]
 
 
 # ----------------------------------------------------------------- tables
@@ -262,6 +278,12 @@ def _millions(n) -> str:
 
 def _link(url: str) -> str:
     return f'[{url.rstrip("/").rsplit("/", 1)[-1]}]({url})'
+
+
+def _rel(path, base: Path) -> str:
+    """``path`` (relative to the repository root, or absolute) as a link
+    from ``base``, the folder of the markdown file it goes into."""
+    return Path(os.path.relpath(ROOT / path, base)).as_posix()
 
 
 def _schedule(meta: dict) -> str:
@@ -277,20 +299,40 @@ def _counted(meta: dict) -> str:
     return f'{meta.get("FLOPs Counted", "?")} at {shape}'
 
 
-def _group(model, collections) -> tuple:
-    data = model.get('Metadata', {}).get('Training Data') or \
+def _training_data(model, collections) -> str:
+    return model.get('Metadata', {}).get('Training Data') or \
         collections[model['In Collection']].get('Metadata', {}).get(
             'Training Data')
-    return model['In Collection'], data
 
 
-def _table(models: list) -> list:
+def _group(model, collections) -> tuple:
+    return model['In Collection'], _training_data(model, collections)
+
+
+def _collections(metafiles) -> dict:
+    return {c['Name']: c for meta in metafiles.values()
+            for c in meta.get('Collections') or []}
+
+
+def _metrics(models: list) -> list:
     metrics = []
     for model in models:
         for result in model.get('Results') or []:
             for metric in result['Metrics']:
                 if metric not in metrics:
                     metrics.append(metric)
+    return metrics
+
+
+def _values(model) -> dict:
+    values = {}
+    for result in model.get('Results') or []:
+        values.update(result['Metrics'])
+    return values
+
+
+def _table(models: list, base: Path = ROOT) -> list:
+    metrics = _metrics(models)
     extra = [('released weights', 'Weights')] * any('Weights' in m
                                                      for m in models)
     if any('Pretrained Backbone' in m.get('Metadata', {}) for m in models):
@@ -307,13 +349,11 @@ def _table(models: list) -> list:
         if meta.get('Frozen Parameters'):
             params += f' ({_millions(meta["Frozen Parameters"])} frozen)'
         flops = meta.get('FLOPs')
-        cells = [f'[{Path(config).stem}]({config})',
+        cells = [f'[{Path(config).stem}]({_rel(config, base)})',
                  ', '.join(meta.get('Architecture') or []) or '-',
                  _schedule(meta), params,
                  '?' if flops is None else f'{flops / 1e9:.2f}']
-        values = {}
-        for result in model.get('Results') or []:
-            values.update(result['Metrics'])
+        values = _values(model)
         cells += [str(values[m]) if m in values else '-' for m in metrics]
         for _, key in extra:
             url = model.get(key) or meta.get(key)
@@ -322,17 +362,20 @@ def _table(models: list) -> list:
     return rows
 
 
-def render(index: Path = INDEX) -> str:
-    """The markdown that goes between the markers (without them)."""
+GENERATED = ('<!-- generated by tools/model_zoo/gen_model_zoo.py from '
+             'model-index.yml: edit the metafiles, not this block -->')
+
+
+def render(index: Path = INDEX, base: Path = ROOT) -> str:
+    """The full tables (one row per config) that go between the markers
+    (without them) of a file in the folder ``base``."""
     metafiles = load_index(index)
-    collections = {c['Name']: c for meta in metafiles.values()
-                   for c in meta.get('Collections') or []}
+    collections = _collections(metafiles)
     groups = OrderedDict()
     for model in models_of(metafiles):
         groups.setdefault(_group(model, collections), []).append(model)
     out = [
-        '<!-- generated by tools/model_zoo/gen_model_zoo.py from '
-        'model-index.yml: edit the metafiles, not this block -->',
+        GENERATED,
         '',
         'Params: every parameter of the model the config builds (backbone, '
         'neck and heads; frozen ones named). FLOPs: multiply-accumulates '
@@ -357,7 +400,97 @@ def render(index: Path = INDEX) -> str:
         if sources:
             notes.append('Published numbers: ' + ', '.join(
                 f'<{s}>' for s in sources) + '.')
-        out += [' '.join(notes), ''] + _table(models)
+        out += [' '.join(notes), ''] + _table(models, base)
+    return '\n'.join(out) + '\n'
+
+
+# the summary: one row per family and task
+TASKS = {'ImageNet-1k': 'classification', 'ImageNet-21k': 'classification',
+         'COCO': 'detection', 'ADE20K': 'segmentation'}
+# collections summarised as one row per task (their models are variations of
+# one network, not a family of sizes)
+ONE_ROW_COLLECTIONS = {'PoolFormer Ablations': 'PoolFormer ablations'}
+
+
+def _family_and_size(model) -> tuple:
+    """('PoolFormer', 'S12') from the first architecture entry
+    'PoolFormer-S12'."""
+    first = (model.get('Metadata', {}).get('Architecture') or ['?'])[0]
+    family, _, size = first.partition('-')
+    return family, size
+
+
+def _span(values, fmt) -> str:
+    low, high = min(values), max(values)
+    return fmt(low) if fmt(low) == fmt(high) else f'{fmt(low)}–{fmt(high)}'
+
+
+def _summary_row(family: str, task: str, models: list, collections,
+                 base: Path) -> str:
+    data = list(OrderedDict.fromkeys(
+        _training_data(m, collections) for m in models))
+    heads = OrderedDict()  # the detectors / segmentors: the last entry
+    for model in models:
+        arch = model['Metadata'].get('Architecture') or []
+        if TASKS.get(_training_data(model, collections)) != \
+                'classification' and len(arch) > 1:
+            heads[arch[-1]] = None
+    task_cell = f'{task} ({", ".join(data)})'
+    if heads:
+        task_cell += ': ' + ', '.join(heads)
+    sizes = ', '.join(OrderedDict.fromkeys(
+        _family_and_size(m)[1] for m in models))
+    trainable = [m['Metadata']['Parameters'] -
+                 m['Metadata'].get('Frozen Parameters', 0) for m in models]
+    flops = [m['Metadata']['FLOPs'] for m in models]
+    published = []
+    for metric in _metrics(models):
+        values = [v[metric] for v in map(_values, models) if metric in v]
+        published.append(f'{METRIC_LABELS.get(metric, metric)} '
+                         f'{_span(values, str)}')
+    folders = OrderedDict.fromkeys(Path(m['Config']).parent.as_posix()
+                                   for m in models)
+    configs = ', '.join(f'[{folder}/]({_rel(folder, base)}/)'
+                        for folder in folders)
+    cells = [family, task_cell, sizes, str(len(models)),
+             _span(trainable, lambda n: f'{n / 1e6:.1f}'),
+             _span(flops, lambda n: f'{n / 1e9:.1f}'),
+             '; '.join(published) or '-', configs]
+    return '| ' + ' | '.join(cells) + ' |'
+
+
+def render_summary(index: Path = INDEX, base: Path = ROOT) -> str:
+    """One row per family and task (sizes, ranges of params and FLOPs, of
+    the published numbers, the config folders), for a file in ``base``."""
+    metafiles = load_index(index)
+    collections = _collections(metafiles)
+    rows = OrderedDict()
+    families = OrderedDict()
+    for model in models_of(metafiles):
+        family = ONE_ROW_COLLECTIONS.get(model['In Collection']) or \
+            _family_and_size(model)[0]
+        task = TASKS.get(_training_data(model, collections), 'other')
+        families.setdefault(family, len(families))
+        rows.setdefault((family, task), []).append(model)
+    order = list(OrderedDict.fromkeys(TASKS.values())) + ['other']
+    keys = sorted(rows, key=lambda k: (families[k[0]], order.index(k[1])))
+    docs = _rel(DOCS, base)
+    out = [
+        GENERATED,
+        '',
+        f'One row per family and task; every config, its weights and the '
+        f'FLOPs settings are in [the model zoo]({docs}). Params: trainable '
+        f'parameters of the whole model (frozen teachers and random '
+        f'matrices not counted); FLOPs: multiply-accumulates at the papers\' '
+        f'input (224² or the test crop, 1280×800 backbone+neck, 512² whole '
+        f'model); published: the papers\' numbers, not results of ours.',
+        '',
+        '| family | task | sizes | configs | params (M) | FLOPs (G) | '
+        'published | folder |',
+        '|---|---|---|---|---|---|---|---|',
+    ]
+    out += [_summary_row(family, task, rows[family, task], collections, base)
+            for family, task in keys]
     return '\n'.join(out) + '\n'
 
 
@@ -390,19 +523,26 @@ def splice(text: str, block: str, path) -> str:
 # -------------------------------------------------------------------- CLI
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
+        prog=PROG,
         description='Model-zoo tables from model-index.yml, and the measured '
-        'params/FLOPs of its metafiles')
+        'params/FLOPs of its metafiles. Without FILE: the full tables in '
+        'docs/model_zoo.md and the summary in README.md.')
     parser.add_argument(
-        'file', nargs='?', default=str(ROOT / 'README.md'),
-        help='markdown file with the model-zoo markers (default README.md)')
+        'file', nargs='?', default=None,
+        help='one markdown file with the model-zoo markers (full tables, or '
+        'the summary with --summary)')
     parser.add_argument('--index', default=str(INDEX),
                         help='model index (default model-index.yml)')
+    parser.add_argument('--summary', action='store_true',
+                        help='with FILE or --print: the summary (one row per '
+                        'family and task) instead of the full tables')
     action = parser.add_mutually_exclusive_group()
     action.add_argument('--check', action='store_true',
-                        help='only compare: exit 1 and print a diff when '
-                        'FILE is out of date')
+                        help='only compare: exit 1 and print a diff when a '
+                        'file is out of date')
     action.add_argument('--print', action='store_true',
-                        help='print the tables instead of writing FILE')
+                        help='print the tables (links relative to the '
+                        'repository root) instead of writing a file')
     action.add_argument(
         '--update-metadata', action='store_true',
         help='re-measure params and FLOPs of every model (or --only) and '
@@ -418,7 +558,51 @@ def parse_args(argv=None):
     args = parser.parse_args(argv)
     if args.only and not args.update_metadata:
         parser.error('--only goes with --update-metadata')
+    if args.summary and not (args.file or args.print):
+        parser.error('--summary goes with FILE or --print')
     return args
+
+
+def _targets(args) -> list:
+    """``[(path, render function)]`` of the files to write or check."""
+    if args.file is None:
+        return [(DOCS, render), (README, render_summary)]
+    return [(Path(args.file), render_summary if args.summary else render)]
+
+
+def _shown(path: Path) -> str:
+    """``path`` relative to the working directory where it is below it."""
+    try:
+        return Path(path).resolve().relative_to(Path.cwd().resolve()).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def _write_or_check(path: Path, renderer, index: Path, check: bool,
+                    hint: str = '') -> int:
+    try:
+        text = path.read_text()
+    except OSError as err:
+        raise ToolError(f'cannot read {path}: {err}') from None
+    block = renderer(index, path.resolve().parent)
+    new_text = splice(text, block, path)
+    shown = _shown(path)
+    if check:
+        if new_text == text:
+            print(f'{shown}: model-zoo tables up to date')
+            return 0
+        sys.stdout.writelines(difflib.unified_diff(
+            text.splitlines(keepends=True), new_text.splitlines(keepends=True),
+            f'{shown} (now)', f'{shown} (generated)'))
+        print(f'{shown}: model-zoo tables out of date; run '
+              f'python tools/model_zoo/gen_model_zoo.py{hint}')
+        return 1
+    if new_text != text:
+        path.write_text(new_text)
+        print(f'{shown}: model-zoo tables written')
+    else:
+        print(f'{shown}: model-zoo tables already up to date')
+    return 0
 
 
 def run(args) -> int:
@@ -435,38 +619,23 @@ def run(args) -> int:
         for config in unlisted_configs(index):
             print(f'warning: {config} is in no metafile')
         return 0
-    block = render(index)
     if args.print:
-        sys.stdout.write(block)
+        sys.stdout.write((render_summary if args.summary else render)(index))
         return 0
-    path = Path(args.file)
-    try:
-        text = path.read_text()
-    except OSError as err:
-        raise ToolError(f'cannot read {path}: {err}') from None
-    new_text = splice(text, block, path)
-    if args.check:
-        if new_text == text:
-            print(f'{path}: model-zoo tables up to date')
-            return 0
-        sys.stdout.writelines(difflib.unified_diff(
-            text.splitlines(keepends=True), new_text.splitlines(keepends=True),
-            f'{path} (now)', f'{path} (generated)'))
-        print(f'{path}: model-zoo tables out of date; run '
-              f'python tools/model_zoo/gen_model_zoo.py {path}')
-        return 1
-    if new_text != text:
-        path.write_text(new_text)
-        print(f'{path}: model-zoo tables written')
-    else:
-        print(f'{path}: model-zoo tables already up to date')
-    return 0
+    status = 0
+    hint = '' if args.file is None else \
+        f' {args.file}' + ' --summary' * args.summary
+    for path, renderer in _targets(args):
+        status |= _write_or_check(path, renderer, index, args.check, hint)
+    return status
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    with exit_on_tool_error(PROG):
+    try:
         return run(args)
+    except ToolError as exc:
+        raise SystemExit(f'{PROG}: error: {exc}') from None
 
 
 if __name__ == '__main__':

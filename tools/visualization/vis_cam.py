@@ -20,10 +20,15 @@ import warnings
 import cv2
 import numpy as np
 
-from mmpoolformer.utils.errors import ToolError, exit_on_tool_error
-from mmpoolformer.utils.io import check_output_path, write_image_atomic
+from mmpoolformer.fileio import check_output_path, write_image_atomic
 from mmpoolformer.visualization import grad_cam, load_model
 from mmpoolformer.visualization.cam import METHODS
+
+
+class ToolError(Exception):
+    """A problem the user can fix: main() prints its message alone and exits
+    with status 1."""
+
 
 IMAGENET_MEAN, IMAGENET_STD = [123.675, 116.28, 103.53], [58.395, 57.12, 57.375]
 
@@ -84,7 +89,7 @@ def titled(image, title):
 
 
 def main(argv=None):
-    with exit_on_tool_error('vis_cam.py'):
+    try:
         args = parse_args(argv)
         check_output_path(args.out, args.force)
         image = read_image(args.image, args.size)
@@ -108,6 +113,8 @@ def main(argv=None):
             np.concatenate(panels, 1)[..., ::-1]))
         print(f'Grad-CAM written to {args.out}')
         return args.out
+    except (ToolError, OSError, ValueError, TypeError, ImportError) as exc:
+        raise SystemExit(f'vis_cam.py: error: {exc}') from None
 
 
 if __name__ == '__main__':

@@ -8,3 +8,7 @@ __all__ = [
     'MetaFormer', 'PoolFormer', 'PoolFormerV2', 'IdentityFormer', 'RandFormer',
     'ConvFormer', 'CAFormer', 'RIFormer', 'convert_blocks'
 ]
+
+from mmpoolformer.registry import publish_backbones  # noqa: E402
+
+publish_backbones()  # the classes replace their stand-ins in the root registry

@@ -25,11 +25,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from mmengine.logging import print_log
-from mmengine.runner.checkpoint import _load_checkpoint
 from mmpretrain.models.classifiers import ImageClassifier
 from mmpretrain.registry import MODELS as MMPRETRAIN_MODELS
 
 from mmpoolformer.checkpoint.convert import convert_classifier, unwrap_checkpoint
+from mmpoolformer.checkpoint.torch_load import load_checkpoint_file
 from mmpoolformer.registry import MODELS
 
 #: imitation terms, named after what they compare block by block
@@ -43,7 +43,7 @@ def load_classifier_checkpoint(model: nn.Module, filename: str,
     """Load a whole-classifier checkpoint of any layout that
     :func:`~mmpoolformer.checkpoint.convert.convert_classifier` reads; every
     key must fit. Returns the layout name."""
-    state = unwrap_checkpoint(_load_checkpoint(filename, map_location))
+    state = unwrap_checkpoint(load_checkpoint_file(filename, map_location))
     shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     fmt, converted = convert_classifier(state, shapes)
     missing = sorted(set(shapes) - set(converted))

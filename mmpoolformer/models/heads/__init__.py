@@ -1,7 +1,4 @@
-# mmpretrain is an optional extra ('cls'): without it there is no head to add
-import importlib.util
+"""Classifier heads (mmpretrain's ``ClsHead`` API; needs mmpretrain)."""
+from .metaformer_head import MetaFormerClsHead
 
-__all__ = []
-if importlib.util.find_spec('mmpretrain') is not None:
-    from .metaformer_head import MetaFormerClsHead  # noqa: F401
-    __all__ = ['MetaFormerClsHead']
+__all__ = ['MetaFormerClsHead']

@@ -9,7 +9,7 @@ from .data_check import leaf_datasets
 from .errors import ToolError
 
 #: the loader that raises on an unreadable file, and ours that skips it
-LOADER, SKIPPING_LOADER = 'LoadImageFromFile', 'LoadImageOrSkip'
+LOADER, SKIPPING_LOADER = 'LoadImageFromFile', 'mmpoolformer.LoadImageOrSkip'
 
 
 def backbone_channels(backbone):

@@ -15,8 +15,6 @@ import os.path as osp
 import re
 import socket
 
-from .errors import ToolError
-
 #: ``.<target name>.<host>.<pid>.partial<target extension>``: hidden, says
 #: who wrote it, and keeps the extension that writers pick formats by
 PARTIAL_TAG = '.partial'
@@ -86,8 +84,8 @@ def write_image_atomic(path, image_bgr):
     import cv2
     with atomic_output(path) as partial:
         if not cv2.imwrite(partial, image_bgr):
-            raise ToolError(f'OpenCV cannot write {path} (an image format '
-                            'it knows, e.g. .png or .jpg?)')
+            raise ValueError(f'OpenCV cannot write {path} (an image format '
+                             'it knows, e.g. .png or .jpg?)')
 
 
 def _alive(pid):
@@ -127,10 +125,11 @@ def remove_stale_partials(folder):
 
 def check_output_path(path, force, flag='--out'):
     """Refuse to replace an existing ``path`` unless ``force``; a folder is
-    never replaced. Also cleans what an earlier killed run left beside it."""
+    never replaced. Also cleans what an earlier killed run left beside it.
+    ``flag`` names the path in the messages (the tools' option)."""
     if osp.isdir(path):
-        raise ToolError(f'{flag} {path} is a folder; give a file name')
+        raise IsADirectoryError(f'{flag} {path} is a folder; give a file name')
     if osp.lexists(path) and not force:
-        raise ToolError(f'{flag} {path} exists; pass --force to replace it, '
-                        'or choose another name')
+        raise FileExistsError(f'{flag} {path} exists; pass --force to replace '
+                              'it, or choose another name')
     remove_stale_partials(osp.dirname(osp.abspath(path)))

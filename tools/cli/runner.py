@@ -23,6 +23,8 @@ from mmengine.logging import print_log
 from mmengine.registry import init_default_scope
 from mmengine.runner import Runner
 
+from mmpoolformer.checkpoint.torch_load import runner_checkpoint_globals
+
 from .errors import ToolError
 
 #: the scopes our configs use, and the task each one stands for
@@ -155,7 +157,7 @@ def apply_train_args(cfg, args):
 def check_resumable(path, work_dir):
     """Stop before the Runner if the checkpoint named by --resume PATH is
     damaged, naming the newest one of the work dir that loads."""
-    from .checkpoints import checkpoint_problem, newest_loadable_checkpoint
+    from mmpoolformer.checkpoint.files import checkpoint_problem, newest_loadable_checkpoint
     problem = checkpoint_problem(path)
     if problem is None:
         return
@@ -299,7 +301,8 @@ def build_and_run(cfg, work):
     wrapper) is freed, and only then is the process group destroyed."""
     runner = build_runner(prepare_distributed(cfg))
     try:
-        result = work(runner)
+        with runner_checkpoint_globals():  # --resume, test.py's checkpoint
+            result = work(runner)
         if is_distributed():  # no rank tears gloo down while another talks
             torch.distributed.barrier()
         return result

@@ -31,10 +31,18 @@ model = dict(
         add_extra_convs='on_input',
         num_outs=5))
 
+# `_scope_`: what replaces a base's entry wholesale names mmdet's registries
+# itself; as a `mmpoolformer::` base it would otherwise get ours
 optim_wrapper = dict(
     _delete_=True,  # drop SGD's momentum
+    _scope_='mmdet',
     type='OptimWrapper',
     optimizer=dict(type='AdamW', lr=1e-4, weight_decay=1e-4))
 
 # 8 GPUs x 2 images; enable with --auto-scale-lr for another total batch
 auto_scale_lr = dict(enable=False, base_batch_size=16)
+
+# mmengine's CheckpointHook with crash-safe saving
+# (mmpoolformer/engine/checkpoint_hook.py); the base's interval and other
+# options stay
+default_hooks = dict(checkpoint=dict(type='mmpoolformer.SafeCheckpointHook'))

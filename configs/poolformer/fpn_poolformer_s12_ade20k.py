@@ -30,3 +30,8 @@ optim_wrapper = dict(type='OptimWrapper')
 
 # 8 GPUs x 4 images; enable with --auto-scale-lr for another total batch
 auto_scale_lr = dict(enable=False, base_batch_size=32)
+
+# mmengine's CheckpointHook with crash-safe saving
+# (mmpoolformer/engine/checkpoint_hook.py); the base's interval and other
+# options stay
+default_hooks = dict(checkpoint=dict(type='mmpoolformer.SafeCheckpointHook'))

@@ -46,17 +46,30 @@ model = dict(
         dict(type='CutMix', alpha=1.0),
     ]))
 
+# `_scope_`: what replaces a base's entry wholesale names mmpretrain's
+# registries itself; as a `mmpoolformer::` base it would otherwise get ours
 # 5 warm-up epochs from timm's warmup_lr 1e-6 (= 4e-3 x 2.5e-4), then cosine to
 # min_lr 1e-5
 param_scheduler = [
     dict(
+        _scope_='mmpretrain',
         type='LinearLR',
         start_factor=2.5e-4,
         by_epoch=True,
         end=5,
         convert_to_iter_based=True),
-    dict(type='CosineAnnealingLR', eta_min=1e-5, by_epoch=True, begin=5),
+    dict(
+        _scope_='mmpretrain',
+        type='CosineAnnealingLR',
+        eta_min=1e-5,
+        by_epoch=True,
+        begin=5),
 ]
 
 # 32 GPUs x 128 images (lr = 1e-3 x batch / 1024); --auto-scale-lr rescales
 auto_scale_lr = dict(base_batch_size=4096)
+
+# mmengine's CheckpointHook with crash-safe saving
+# (mmpoolformer/engine/checkpoint_hook.py); the base's interval and other
+# options stay
+default_hooks = dict(checkpoint=dict(type='mmpoolformer.SafeCheckpointHook'))

@@ -1,4 +1,4 @@
-"""Ratios, the issues' targets, and the printed tables.
+"""Ratios, the speed and memory targets, and the printed tables.
 
 Speed ratios are reference ms / our ms (> 1: ours faster); memory ratios
 are our peak / the reference's (< 1: ours smaller). Every row of a peer is
@@ -6,8 +6,9 @@ compared with the row of ours that computes the same function: rows with
 output norms (mmpretrain's, its ONNX export) with ``ours``, rows without
 (timm's ``features_only``) with ``ours-raw`` (``output_norms`` of a row).
 """
-# issue 5: eager against eager (or the best configuration of both sides
-# for a pattern ending in '*'): (label, reference, ours, metric, op, goal)
+# against the reference implementations, eager against eager (or the best
+# configuration of both sides for a pattern ending in '*'):
+# (label, reference, ours, metric, op, goal)
 BACKBONE_TARGETS = {
     'mmpretrain': [
         ('inference vs mmpretrain', 'mmpretrain', 'ours', 'infer', '>=', 1.4),
@@ -34,7 +35,8 @@ DETECTOR_TARGETS = {
              'ours', 'train', '>=', 1.2)],
 }
 
-# issue 11: the peers a user could pick instead of ours, and our rows
+# against the fastest peer: what a user could pick instead of ours, and
+# our rows
 PEERS = ('mmpretrain', 'mmpretrain+compile', 'timm', 'timm+compile',
          'onnxruntime', 'onnxruntime (spinning, alone)')
 OURS_DEFAULT = {True: ('ours', ), False: ('ours-raw', )}  # by output norms
@@ -69,20 +71,24 @@ def best_row(results, pattern, metric):
         else pattern[:-1]
 
 
-def _target(label, ours, ref, value, op, goal, issue):
+#: target groups, by what they compare
+REFERENCE, PEER, GPU = 'vs reference', 'vs fastest peer', 'GPU'
+
+
+def _target(label, ours, ref, value, op, goal, group):
     met = value >= goal if op == '>=' else value <= goal
     return dict(target=label, ours=ours, reference=ref, ratio=value,
-                goal=f'{op} {goal}', met=met, issue=issue)
+                goal=f'{op} {goal}', met=met, group=group)
 
 
-def check_targets(results, targets, issue=5):
+def check_targets(results, targets, group=REFERENCE):
     out = []
     for label, ref, ours, metric, op, threshold in targets:
         ours = best_row(results, ours, metric)
         ref = best_row(results, ref, metric)
         value = ratio(results, ref, ours, metric)
         if value is not None:
-            out.append(_target(label, ours, ref, value, op, threshold, issue))
+            out.append(_target(label, ours, ref, value, op, threshold, group))
     return out
 
 
@@ -105,8 +111,9 @@ def _fastest_peer(results, metric, ours_rows):
     return worst
 
 
-def issue11_targets(results):
-    """Issue 11's targets (see the README's speed section)."""
+def peer_targets(results):
+    """Against the fastest peer, memory against the reference, and
+    agreement with the plain formulation (docs/speed.md)."""
     out = []
     for label, metric, ours_rows, goal in (
             ('default eager inference >= fastest peer', 'infer',
@@ -118,23 +125,23 @@ def issue11_targets(results):
         found = _fastest_peer(results, metric, ours_rows)
         if found is not None:
             out.append(_target(label, found[1], found[2], found[0], '>=',
-                               goal, 11))
+                               goal, PEER))
     ref = results.get('reference')
     ours = OURS_DEFAULT[has_norms(results, ref)][0]
     value = ratio(results, ref, ours, 'peak')
     if value is not None:
         out.append(_target(f'peak train memory <= 0.6x {ref}', ours, ref,
-                           value, '<=', 0.6, 11))
+                           value, '<=', 0.6, PEER))
     for row, diff in (results.get('plain_equality') or {}).items():
         out.append(_target(f'{row}: outputs and gradients vs plain, fp32',
-                           row, 'ours-plain', diff, '<=', PLAIN_TOL, 11))
+                           row, 'ours-plain', diff, '<=', PLAIN_TOL, PEER))
     for row, detail in (results.get('plain_equality_detail') or {}).items():
         if 'vs_float64' in detail:  # as accurate as plain in fp32 (within
             # 10%: two correct fp32 sums differ by their rounding alone)
             out.append(_target(
                 f'{row}: fp32 error vs float64 <= 1.1x ours-plain\'s', row,
                 'ours-plain', detail['vs_float64'] / detail['rounding_floor'],
-                '<=', 1.1, 11))
+                '<=', 1.1, PEER))
     return out
 
 
@@ -143,7 +150,7 @@ def has_norms(results, row):
 
 
 def gpu_table_targets(results):
-    """Issue 10's targets for one arch of the GPU table: inference against
+    """The GPU table's targets for one arch: inference against
     timm eager (ours default) and timm compiled (our best), the training
     step and its memory against mmpretrain (ours default; against timm
     where mmpretrain has no such model)."""
@@ -155,7 +162,7 @@ def gpu_table_targets(results):
                  if ratio(results, ref, r, 'infer') is not None]
         if found:
             value, row = max(found)
-            out.append(_target(label, row, ref, value, '>=', goal, 10))
+            out.append(_target(label, row, ref, value, '>=', goal, GPU))
     ref = 'mmpretrain' if 'mmpretrain' in results['rows'] else 'timm'
     ours = OURS_DEFAULT[has_norms(results, ref)][0]
     for label, metric, op, goal in (
@@ -163,12 +170,12 @@ def gpu_table_targets(results):
             (f'peak train memory <= 0.7x {ref}', 'peak', '<=', 0.7)):
         value = ratio(results, ref, ours, metric)
         if value is not None:
-            out.append(_target(label, ours, ref, value, op, goal, 10))
+            out.append(_target(label, ours, ref, value, op, goal, GPU))
     return out
 
 
 def format_targets(targets):
-    return [f'{"MET " if t["met"] else "MISS"}  [issue {t["issue"]}] '
+    return [f'{"MET " if t["met"] else "MISS"}  [{t["group"]}] '
             f'{t["target"]}: '
             f'{t["ours"]} vs {t["reference"]} = {t["ratio"]:.3g} '
             f'(goal {t["goal"]})' for t in targets]

@@ -20,7 +20,8 @@ import torch.nn as nn
 
 from mmpoolformer.checkpoint import convert_to_mmpoolformer
 
-ROOT = Path(__file__).resolve().parents[2]
+#: where configs/ lies beside tools/ (a clone, or the package's .mim)
+ROOT = Path(__file__).resolve().parents[3]
 
 # timm name -> (our family, our arch, mmpretrain PoolFormer arch or None)
 ARCHS = {
@@ -32,9 +33,9 @@ ARCHS = {
     'caformer_s18': ('CAFormer', 's18', None),
 }
 DETECTORS = {  # --detector -> (config, scope, mmpretrain out_indices)
-    'retinanet': ('configs/retinanet_poolformer_s12_coco.py', 'mmdet',
+    'retinanet': ('configs/poolformer/retinanet_poolformer_s12_coco.py', 'mmdet',
                   (2, 4, 6)),
-    'fpn': ('configs/fpn_poolformer_s12_ade20k.py', 'mmseg', (0, 2, 4, 6)),
+    'fpn': ('configs/poolformer/fpn_poolformer_s12_ade20k.py', 'mmseg', (0, 2, 4, 6)),
 }
 
 
