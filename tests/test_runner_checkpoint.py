@@ -94,13 +94,14 @@ def test_runner_checkpoint_resumes_and_tests(tmp_path):
         with pytest.raises(pickle.UnpicklingError):
             CheckpointLoader.load_checkpoint(str(ckpt), map_location='cpu')
     # ... while under our allowlist (what our tools and loaders use) it
-    # loads, still weights_only; a bare torch.load stays as strict.
+    # loads, still weights_only; afterwards torch.load is as strict again.
     with runner_checkpoint_globals():
         loaded = CheckpointLoader.load_checkpoint(str(ckpt), map_location='cpu')
         assert loaded['meta']['iter'] == 2
-        with pytest.raises(pickle.UnpicklingError):
-            torch.load(str(ckpt))
+    with pytest.raises(pickle.UnpicklingError):
+        torch.load(str(ckpt))
 
+    with runner_checkpoint_globals():  # resume and test, as tools/*.py do
         runner = Runner.from_cfg(dict(
             classifier_cfg(tmp_path / 'data', work_dir, 4), resume=True))
         counter = CountIters()
