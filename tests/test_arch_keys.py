@@ -34,9 +34,12 @@ def assert_same(fast, plain, x, tol=1e-5):
     outs_f, outs_p = train_step(fast, x), train_step(plain, x)
     for a, b in zip(outs_f, outs_p):
         assert rel_error(a, b) <= tol
+    # gradients the fused pooling identity cancels exactly (norm1's bias)
+    # are rounding noise in the plain formulation: compared only above it
+    scale = max(p.grad.norm() for p in plain.parameters() if p.grad is not None)
     for (name, pf), (_, pp) in zip(fast.named_parameters(),
                                    plain.named_parameters()):
-        if pp.grad is not None and pp.grad.norm() > 1e-8:
+        if pp.grad is not None and pp.grad.norm() > 1e-6 * scale:
             assert rel_error(pf.grad, pp.grad) <= 1e-4, name
 
 
@@ -67,7 +70,7 @@ def test_no_channel_mlp_formulations_agree_and_learn(family):
         arch['token_mixers'] = mixers
     model = randomise_(MetaFormer(arch)).train()
     fast, plain = both_formulations(model)
-    x = torch.randn(2, 3, 45, 61)
+    x = torch.randn(2, 3, 45, 61, generator=torch.Generator().manual_seed(0))
     assert_same(fast, plain, x)
     assert_every_parameter_learns(fast)
 

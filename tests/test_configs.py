@@ -10,6 +10,7 @@ R-CNN, Semantic FPN); configs/ablations/ the PoolFormer paper's ablation rows
 configs/*.py are aliases of folder configs for old command lines (tested
 here, left out of CONFIGS). tests/test_packaging.py loads every config as a
 ``mmpoolformer::`` base of an installed wheel."""
+import ast
 import importlib
 import re
 import sys
@@ -274,7 +275,6 @@ def test_every_family_and_arch_has_a_config():
 def alias_target(name):
     """The folder config an alias names: its only statement is
     ``_base_ = './<folder>/<name>.py'`` (comments aside)."""
-    import ast
     tree = ast.parse((CONFIG_DIR / name).read_text())
     assert len(tree.body) == 1, f'{name}: only a _base_ line, please'
     stmt = tree.body[0]

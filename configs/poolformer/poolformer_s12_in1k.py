@@ -52,6 +52,7 @@ model = dict(
 # min_lr 1e-5
 param_scheduler = [
     dict(
+        _scope_='mmpretrain',
         type='LinearLR',
         start_factor=2.5e-4,
         by_epoch=True,

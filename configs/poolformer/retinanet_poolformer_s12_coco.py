@@ -35,6 +35,7 @@ model = dict(
 # itself; as a `mmpoolformer::` base it would otherwise get ours
 optim_wrapper = dict(
     _delete_=True,  # drop SGD's momentum
+    _scope_='mmdet',
     type='OptimWrapper',
     optimizer=dict(type='AdamW', lr=1e-4, weight_decay=1e-4))
 

@@ -15,10 +15,12 @@ from .loading import (
                       load_backbone_checkpoint,
                       target_shapes,
 )
+from .torch_load import load_checkpoint_file, runner_checkpoint_globals
 
 __all__ = [
     'FAMILIES', 'FORMATS', 'convert_to_mmpoolformer', 'detect_format',
     'fit_shapes', 'infer_families', 'stage_layout', 'unwrap_checkpoint',
     'CheckpointMismatchError', 'check_compatible', 'describe_arch',
-    'load_backbone_checkpoint', 'target_shapes'
+    'load_backbone_checkpoint', 'load_checkpoint_file',
+    'runner_checkpoint_globals', 'target_shapes'
 ]
