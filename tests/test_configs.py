@@ -13,7 +13,6 @@ here, left out of CONFIGS). tests/test_packaging.py loads every config as a
 import ast
 import importlib
 import re
-import sys
 from pathlib import Path
 
 import pytest
@@ -21,7 +20,7 @@ import torch
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
-from helpers import randomise_
+from helpers import load_tool, randomise_
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG_DIR = ROOT / 'configs'
@@ -243,11 +242,7 @@ def det_samples(shape, n=1):
 
 
 def import_get_flops():
-    sys.path.insert(0, str(ROOT / 'tools' / 'analysis_tools'))
-    try:
-        return importlib.import_module('get_flops')
-    finally:
-        sys.path.pop(0)
+    return load_tool('analysis_tools/get_flops.py')
 
 
 def test_every_family_and_arch_has_a_config():

@@ -55,8 +55,8 @@ train_dataloader = dict(
 train_cfg = dict(type='IterBasedTrainLoop', max_iters=8, val_interval=10000)
 optim_wrapper = dict(optimizer=dict(type='AdamW', lr=1e-3))
 default_hooks = dict(
-    checkpoint=dict(type='CheckpointHook', interval=2, by_epoch=False,
-                    max_keep_ckpts={keep}),
+    checkpoint=dict(type='mmpoolformer.SafeCheckpointHook', interval=2,
+                    by_epoch=False, max_keep_ckpts={keep}),
     logger=dict(type='LoggerHook', interval=1))
 log_processor = dict(by_epoch=False)
 randomness = dict(seed=0)

@@ -231,12 +231,8 @@ def scalars(work_dir):
 
 
 def load_meta(ckpt):
-    from mmengine.runner.checkpoint import CheckpointLoader
-
-    from mmpoolformer import register_all_modules
-    register_all_modules()  # mmengine's loader on torch>=2.6
-    return CheckpointLoader.load_checkpoint(str(ckpt), map_location='cpu')[
-        'meta']
+    from mmpoolformer.checkpoint import load_checkpoint_file
+    return load_checkpoint_file(str(ckpt))['meta']
 
 
 def read_test_metrics(work_dir):

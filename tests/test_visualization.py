@@ -31,7 +31,7 @@ def tiny_config(tmp_path, name, **backbone):
     else:
         cfg.model.neck.in_channels = TINY['embed_dims']
         cfg.model.decode_head.norm_cfg = dict(type='BN', requires_grad=True)
-    path = tmp_path / f'tiny_{name}'
+    path = tmp_path / f'tiny_{Path(name).name}'
     cfg.dump(str(path))
     return str(path)
 

@@ -14,11 +14,12 @@ class DatasetError(ToolError):
 
 @contextlib.contextmanager
 def exit_on_tool_error(prog):
-    """Turn a :class:`ToolError` into ``SystemExit('<prog>: error: ...')``:
+    """Turn a :class:`ToolError`, or a refusal of :mod:`mmpoolformer.fileio`
+    to replace a user's file, into ``SystemExit('<prog>: error: ...')``:
     Python prints that to stderr without a traceback and exits with 1, and an
     in-process caller (tests) can still catch it."""
     try:
         yield
-    except ToolError as exc:
+    except (ToolError, FileExistsError, IsADirectoryError) as exc:
         sys.stdout.flush()
         raise SystemExit(f'{prog}: error: {exc}') from None
