@@ -22,8 +22,9 @@ from .version import __version__  # noqa: E402
 
 
 def __getattr__(name):
-    """``mmpoolformer.PoolFormer``, ``mmpoolformer.SafeCheckpointHook`` and
-    every other registered class, imported on first use."""
+    """``mmpoolformer.PoolFormer``, ``mmpoolformer.SafeCheckpointHook``,
+    ``mmpoolformer.LayerDecayOptimWrapperConstructor`` and every other
+    registered class, imported on first use."""
     if name in LAZY_MODULES:
         return getattr(importlib.import_module(LAZY_MODULES[name]), name)
     raise AttributeError(f'module {__name__!r} has no attribute {name!r}')

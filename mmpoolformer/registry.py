@@ -22,6 +22,7 @@ import importlib
 
 from mmengine.registry import HOOKS as MMENGINE_HOOKS
 from mmengine.registry import MODELS as MMENGINE_MODELS
+from mmengine.registry import OPTIM_WRAPPER_CONSTRUCTORS as MMENGINE_OPTIM_WRAPPER_CONSTRUCTORS
 from mmengine.registry import TRANSFORMS as MMENGINE_TRANSFORMS
 from mmengine.registry import Registry
 
@@ -35,6 +36,7 @@ LAZY_MODULES = {
     'MetaFormerClsHead': 'mmpoolformer.models.heads',
     'RIFormerDistiller': 'mmpoolformer.models.classifiers',
     'SafeCheckpointHook': 'mmpoolformer.engine',
+    'LayerDecayOptimWrapperConstructor': 'mmpoolformer.engine.optimizers',
     'LoadImageOrSkip': 'mmpoolformer.datasets',
 }
 
@@ -59,6 +61,10 @@ HOOKS = LazyRegistry('hook', parent=MMENGINE_HOOKS, scope='mmpoolformer',
 TRANSFORMS = LazyRegistry('transform', parent=MMENGINE_TRANSFORMS,
                           scope='mmpoolformer',
                           locations=['mmpoolformer.datasets'])
+OPTIM_WRAPPER_CONSTRUCTORS = LazyRegistry(
+    'optimizer wrapper constructor',
+    parent=MMENGINE_OPTIM_WRAPPER_CONSTRUCTORS, scope='mmpoolformer',
+    locations=['mmpoolformer.engine.optimizers'])
 
 
 class LazyClass(type):

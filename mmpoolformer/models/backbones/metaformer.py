@@ -334,6 +334,58 @@ class MetaFormer(BaseModule):
                     m.eval()
         return self
 
+    # ------------------------------------------------------- lr decay depths
+    def _param_position(self, param_name: str,
+                        prefix: str) -> Optional[Tuple[int, int]]:
+        """``(stage, block)`` whose depth a parameter shares: ``(-1, 0)``
+        for the stem; a stage's downsampling and position embedding run
+        just before its first block and share that block's. None for what
+        follows the blocks (output norms) and for names outside the
+        backbone (without ``prefix``: neck, heads)."""
+        if not param_name.startswith(prefix):
+            return None
+        parts = param_name[len(prefix):].split('.')
+        if parts[0] == 'stem':
+            return -1, 0
+        if parts[0] == 'stages':
+            return int(parts[1]), (int(parts[3]) if parts[2] == 'blocks' else 0)
+        return None
+
+    def get_layer_depth(self, param_name: str,
+                        prefix: str = '') -> Tuple[int, int]:
+        """Depth of a parameter for layer-wise learning-rate decay.
+
+        mmpretrain's protocol (its ViT / ConvNeXt): with ``L`` blocks in
+        all, the stem is depth 0, the blocks in forward order (stage by
+        stage) ``1 .. L``, a stage's downsampling (and position embedding)
+        that of the stage's first block, and the output norms, like
+        everything outside the backbone (names not starting with
+        ``prefix``, e.g. ``'backbone.'``), ``L + 1``. Returns ``(depth,
+        L + 2)``: decay constructors (``mmpoolformer.
+        LayerDecayOptimWrapperConstructor``, mmpretrain's) scale the lr by
+        ``decay_rate ** (L + 2 - depth - 1)``, so the neck and heads keep
+        the base lr and the stem gets the smallest.
+        """
+        num_depths = sum(self.depths) + 2
+        position = self._param_position(param_name, prefix)
+        if position is None:
+            return num_depths - 1, num_depths
+        stage, block = position
+        if stage < 0:
+            return 0, num_depths
+        return sum(self.depths[:stage]) + block + 1, num_depths
+
+    def get_stage_depth(self, param_name: str,
+                        prefix: str = '') -> Tuple[int, int]:
+        """:meth:`get_layer_depth` at the granularity of stages (for
+        ``decay_type='stage_wise'``): the stem 0, all of stage ``i``
+        (downsampling, position embedding, blocks) ``i + 1``, the output
+        norms and everything outside the backbone 5. Returns
+        ``(depth, 6)``."""
+        position = self._param_position(param_name, prefix)
+        depth = NUM_STAGES + 1 if position is None else position[0] + 1
+        return depth, NUM_STAGES + 2
+
     # ---------------------------------------------------------------- forward
     def _check_input(self, x: torch.Tensor) -> None:
         if x.dim() != 4 or x.shape[1] != self.in_channels:
