@@ -135,3 +135,55 @@ def test_no_riformer_hint_for_other_mismatches(tmp_path, mmpretrain_riformer):
     message = str(err.value)
     assert "RIFormer arch 's24'" in message and 'missing keys' in message
     assert 'switch_to_deploy' not in message  # blocks missing: not the mode
+
+
+def test_classifier_head_is_ignored_by_backbone_init_cfg(tmp_path, monkeypatch):
+    """A whole classifier (what the converter writes by default) loads into a
+    backbone through init_cfg, with or without prefix: the head keys are
+    skipped, said at INFO level, and are no mismatch."""
+    from mmpoolformer.checkpoint import loading
+    logged = []
+    monkeypatch.setattr(loading, 'print_log',
+                        lambda msg, **kw: logged.append((msg, kw)))
+    own = PoolFormer('s12', out_indices=(3, ))
+    state = {f'backbone.{k}': v for k, v in own.state_dict().items()}
+    state['head.fc.weight'], state['head.fc.bias'] = torch.zeros(7, 512), torch.zeros(7)
+    for init in ({}, {'prefix': 'backbone.'}):
+        model = load(tmp_path, {'state_dict': state}, **init)
+        torch.testing.assert_close(model.stages[3].blocks[1].mlp.fc2.weight,
+                                   own.stages[3].blocks[1].mlp.fc2.weight)
+        message, kwargs = logged.pop()
+        assert 'ignored the 2 tensors of the classifier head' in message
+        assert kwargs.get('level') is None  # INFO: nothing is wrong
+
+
+def test_a_missing_head_is_named_with_the_converter_flag(monkeypatch):
+    """MetaFormerClsHead says when a checkpoint loaded into its classifier has
+    no head; mmengine / torch 2 hand it its own keys only, older torch the
+    whole state dict: both are recognised."""
+    import logging
+
+    from mmpoolformer.checkpoint import loading
+    from mmpoolformer.models.heads import MetaFormerClsHead
+    logged = []
+    monkeypatch.setattr(loading, 'print_log',
+                        lambda msg, **kw: logged.append((msg, kw)))
+    head = MetaFormerClsHead(num_classes=3, in_channels=8)
+    whole = {f'head.{k}': v for k, v in head.state_dict().items()}
+    backbone = {'backbone.stem.conv.weight': torch.zeros(1)}
+    for state_dict in ({}, backbone):  # filtered, or whole without a head
+        assert loading.warn_if_head_missing(head, state_dict, 'head.')
+        message, kwargs = logged.pop()
+        assert kwargs['level'] == logging.WARNING
+        for text in ('no classifier head', 'MetaFormerClsHead keeps its random '
+                     'initialisation', 'convert_checkpoint.py --backbone-only',
+                     'init_cfg'):
+            assert text in message, (text, message)
+    assert not loading.warn_if_head_missing(head, {**backbone, **whole}, 'head.')
+    assert not logged
+    # through nn.Module loading, as mmengine's load_checkpoint does
+    classifier = torch.nn.ModuleDict(dict(head=head))
+    classifier.load_state_dict(backbone, strict=False)
+    assert len(logged) == 1
+    classifier.load_state_dict(whole)
+    assert len(logged) == 1

@@ -9,6 +9,7 @@ model: timm, not this file, vouches for the layout. Our backbone, loaded
 through ``init_cfg=Pretrained`` and through the converter, must then give
 timm's stage maps.
 """
+import logging
 import re
 import subprocess
 import sys
@@ -190,10 +191,13 @@ def test_official_metaformer_checkpoint(name, tmp_path):
         meta = convert(src, dst)
     assert meta['arch'] == name
     assert meta['source_format'] == 'official-metaformer'
+    assert meta['with_head'] and meta['num_classes'] == 1000
     saved = torch.load(dst)
-    # the official ``norm`` acts on the pooled vector: no output norm of ours
-    assert all(k.startswith('backbone.') and not k.startswith('backbone.norm')
-               for k in saved['state_dict'])
+    # the official ``norm`` acts on the pooled vector: no output norm of
+    # ours but the head's norm; the head is kept (and ignored by init_cfg)
+    assert all(k.startswith(('backbone.', 'head.')) and
+               not k.startswith('backbone.norm') for k in saved['state_dict'])
+    assert 'head.norm.weight' in saved['state_dict']
     assert saved['meta'] == meta
     assert_close(f'{name} official via CLI',
                  stage_maps(build(name, dst), x), expected)
@@ -228,8 +232,15 @@ def test_official_poolformer_and_mmpretrain_via_cli(tmp_path, mmpretrain_s12):
     state = {f'backbone.{k}': v for k, v in mmpretrain_s12.state_dict().items()}
     state['head.fc.weight'] = torch.zeros(1000, 512)
     torch.save({'state_dict': state, 'meta': {}}, tmp_path / 'mmpretrain.pth')
-    meta = convert(tmp_path / 'mmpretrain.pth', tmp_path / 'b.pth')
+    # a head that does not fit our PoolFormer classifier (no bias here) is
+    # not kept silently: it stops, naming the flag that drops it
+    message = fails(tmp_path / 'mmpretrain.pth', tmp_path / 'b.pth')
+    assert "missing ['head.fc.bias']" in message and \
+        '--backbone-only' in message and not (tmp_path / 'b.pth').exists()
+    meta = convert(tmp_path / 'mmpretrain.pth', tmp_path / 'b.pth',
+                   '--backbone-only')
     assert (meta['arch'], meta['source_format']) == ('poolformer_s12', 'mmpretrain')
+    assert not meta['with_head']
     assert_close('poolformer_s12 mmpretrain via CLI',
                  outputs(build('poolformer_s12', tmp_path / 'b.pth')),
                  outputs(mmpretrain_s12))
@@ -293,6 +304,115 @@ def test_layouts_are_told_apart(mmpretrain_s12):
     assert detect_format(official_layout(mmpretrain_s12.state_dict())) == \
         'official'
     assert detect_format(mmpretrain_s12.state_dict()) == 'mmpretrain'
+
+
+# ------------------------------------------------ classifier heads
+class LogRecords(logging.Handler):
+    """The records of mmengine's current logger while in the block."""
+
+    def __enter__(self):
+        from mmengine.logging import MMLogger
+        self.records, self.logger = [], MMLogger.get_current_instance()
+        self.logger.addHandler(self)
+        return self
+
+    def __exit__(self, *exc):
+        self.logger.removeHandler(self)
+
+    def emit(self, record):
+        self.records.append(record)
+
+    def text(self, level=logging.WARNING):
+        return '\n'.join(r.getMessage() for r in self.records
+                         if r.levelno >= level)
+
+
+def test_classifier_head_is_kept_by_default(tmp_path, capsys):
+    """A timm ConvFormer-S18 classifier converted as a new user would (no
+    flag) keeps its head: init_model on the classifier config gives timm's
+    logits. --backbone-only drops it and says so, and loading that headless
+    file into the classifier config warns, naming the flag; the head-ful
+    file still loads into a RetinaNet backbone with no warning."""
+    from mmengine.config import Config
+    from mmengine.runner import load_checkpoint
+    from mmpretrain.apis import init_model
+    from test_configs import CONFIG_DIR
+    from test_configs import build as build_config
+    ref = timm_reference('convformer_s18')
+    ref.head.fc.norm.eps = 1e-5  # the official MlpHead's (timm: 1e-6)
+    src, whole, headless = (tmp_path / n for n in (
+        'timm.pth', 'whole.pth', 'headless.pth'))
+    torch.save(ref.state_dict(), src)
+
+    meta = convert(src, whole)
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert line == (f'{src}: timm format -> convformer_s18 (ConvFormer); '
+                    'kept the classifier head (1000 classes); '
+                    f'--backbone-only drops it; writing {whole}'), line
+    assert meta['with_head'] and meta['num_classes'] == 1000
+    config = str(CONFIG_DIR / 'metaformer' / 'convformer_s18_in1k.py')
+    with LogRecords() as log:
+        model = init_model(config, str(whole), device='cpu')
+    assert 'classifier head' not in log.text()
+    x = torch.randn(1, 3, 224, 224, generator=GEN)
+    with torch.no_grad():
+        diff = (model(x, mode='tensor') - ref(x)).abs().max().item()
+    with capsys.disabled():
+        print(f'\nconvformer_s18 timm classifier, converted by default: max '
+              f'abs logit diff {diff:.2e}')
+    assert diff <= 1e-4
+
+    meta = convert(src, headless, '--backbone-only')
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert 'dropped the classifier head (1000 classes) as --backbone-only ' \
+        'asks' in line and not meta['with_head']
+    assert all(k.startswith('backbone.')
+               for k in torch.load(headless)['state_dict'])
+    # what init_model, load_from and tools/test.py run: mmengine's loader
+    with LogRecords() as log:
+        load_checkpoint(model, str(headless), map_location='cpu')
+    for text in ('no classifier head', 'MetaFormerClsHead keeps its random '
+                 'initialisation', '--backbone-only', 'init_cfg'):
+        assert text in log.text(), (text, log.text())
+    # --with-head (the default, kept for compatibility) needs a head
+    assert '--with-head' in fails(headless, tmp_path / 'x.pth', '--with-head')
+    with pytest.raises(SystemExit) as info:  # argparse: one or the other
+        convert(src, tmp_path / 'x.pth', '--with-head', '--backbone-only')
+    assert info.value.code == 2 and not (tmp_path / 'x.pth').exists()
+
+    # a backbone config reads the backbone keys of the whole classifier
+    cfg = Config.fromfile(str(CONFIG_DIR / 'metaformer' /
+                              'retinanet_convformer_s18_coco.py'))
+    cfg.model.backbone.init_cfg.checkpoint = str(whole)
+    detector = build_config(cfg)
+    with LogRecords() as log:
+        detector.init_weights()
+    assert log.text() == '', log.text()
+    assert 'ignored the 8 tensors of the classifier head' in \
+        log.text(logging.INFO)
+    torch.testing.assert_close(
+        detector.backbone.stages[2].blocks[4].token_mixer.pwconv2.weight,
+        ref.stages[2].blocks[4].token_mixer.pwconv2.weight, rtol=0, atol=0)
+
+
+def test_timm_poolformer_v1_head_fits_the_classifier_config(tmp_path):
+    """timm moved PoolFormer v1's final GroupNorm (on the map) into its head
+    (``head.norm``); the whole classifier gets it back as ``norm3`` and fits
+    poolformer_s12_in1k.py (LinearClsHead) key for key."""
+    import timm
+    from mmpretrain.apis import init_model
+    from test_configs import CONFIG_DIR
+    ref = randomise_(timm.create_model('poolformer_s12')).eval()
+    torch.save(ref.state_dict(), tmp_path / 'timm.pth')
+    meta = convert(tmp_path / 'timm.pth', tmp_path / 'mm.pth')
+    assert meta['with_head'] and meta['num_classes'] == 1000
+    saved = torch.load(tmp_path / 'mm.pth')['state_dict']
+    torch.testing.assert_close(saved['backbone.norm3.weight'],
+                               ref.head.norm.weight)
+    model = init_model(str(CONFIG_DIR / 'poolformer' / 'poolformer_s12_in1k.py'),
+                       str(tmp_path / 'mm.pth'), device='cpu')
+    assert set(saved) == {k for k in model.state_dict()
+                          if not k.startswith('data_preprocessor.')}
 
 
 # ------------------------------------------------ what the CLI refuses

@@ -1,6 +1,6 @@
 """Released MetaFormer-baselines classifiers classify: MetaFormerClsHead is
 the official head (mean pool -> LayerNorm -> MlpHead, or -> Linear), and a
-whole official or timm checkpoint, converted with ``--with-head``, gives
+whole official or timm checkpoint, converted with its head (the default), gives
 through ``mmpretrain.apis.init_model(config, converted)`` the logits of timm's
 model with the same weights; ``tools/test.py`` evaluates it.
 

@@ -1,11 +1,21 @@
 # CAFormer-S18 pre-trained on ImageNet-21k and fine-tuned on ImageNet-1k at
 # 384x384: the sail-sg/metaformer release caformer_s18_384_in21ft1k.
-# Paper (sail-sg/metaformer README): 26M params, 13.4G MACs, top-1 85.4.
-# For the released weights: convert them with their head
-# (tools/model_converters/convert_checkpoint.py SRC DST --with-head) and
+# sail-sg/metaformer README (table "pretrained on ImageNet-21K and finetuned on
+# ImageNet-1K"): 26M params, 13.4G MACs, top-1 85.4 (ImageNet-1k alone at 384:
+# 85.0, caformer_s18_in1k_384.py).
+# For the released weights: convert them
+# (tools/model_converters/convert_checkpoint.py SRC DST keeps the head) and
 # evaluate with tools/test.py (crop_pct 1.0: resize 384, centre crop 384).
-# The fine-tuning recipe from ImageNet-21k is not in the official scripts
-# (nor in our references): the training part of this config is the 384
-# ImageNet-1k fine-tuning recipe of caformer_s18_in1k_384.py, inherited.
+# Fine-tuning recipe: not published. sail-sg/metaformer (checked at commit
+# 64c534a) has no script for it, and neither its scripts nor its README say
+# whether this model was fine-tuned at 384 from the 21k checkpoint or from the
+# 224 in21ft1k one; for the 21k head it publishes
+# misc/process_21k_ckpt_before_1k_finetuning.py (see
+# caformer_s18_in21k_ft_in1k.py). The training part of this config is the
+# authors' 384 ImageNet-1k fine-tuning recipe of caformer_s18_in1k_384.py
+# (scripts/caformer/finetune_caformer_s18_384.sh: 30 epochs, batch 1024, LAMB
+# lr 1e-4 held constant, no Mixup / CutMix, EMA 0.9999, drop path 0.3, head
+# dropout 0.4), inherited: their recipe for 224 -> 384 on ImageNet-1k, not
+# confirmed for the ImageNet-21k model.
 _base_ = './caformer_s18_in1k_384.py'
 checkpoint_file = 'https://huggingface.co/sail/dl/resolve/main/caformer/caformer_s18_384_in21ft1k.pth'  # noqa

@@ -1,15 +1,19 @@
-# ConvFormer-S18 at 384x384: the 224 model fine-tuned on ImageNet-1k
-# (sail-sg/metaformer scripts/convformer/finetune_convformer_s18_384.sh).
-# Paper: 27M params, 11.6G MACs, top-1 84.4.
-# Recipe: 30 epochs at 384x384, batch 1024, AdamW lr 5e-5 held constant
-# (--sched None), no Mixup / CutMix, model EMA (decay 0.9999), drop path 0.3,
-# head dropout 0.4; evaluated at crop_pct 1.0 (resize 384, centre crop 384).
-# The rest (RandAugment, random erasing 0.25, label smoothing 0.1, wd 0.05)
-# is train.py's defaults, as in the 224 recipe.
-# It starts from the whole 224 classifier; convert the release once, head
-# included, and pass it as load_from:
+# ConvFormer-S18 at 384x384: the 224 model fine-tuned on ImageNet-1k, the
+# sail-sg/metaformer release convformer_s18_384.
+# sail-sg/metaformer README (table "trained on ImageNet-1K"): 27M params,
+# 11.6G MACs, top-1 84.4 (at 224: 83.0, convformer_s18_in1k.py).
+# Recipe: sail-sg/metaformer scripts/convformer/finetune_convformer_s18_384.sh
+# (checked at commit 64c534a) with train.py's defaults: 30 epochs at 384x384,
+# batch 1024 (8 GPUs x 32 x 4 accumulation steps), AdamW lr 5e-5 held
+# constant (--sched None), no Mixup / CutMix, model EMA (decay 0.9999), drop
+# path 0.3, head dropout 0.4; evaluated at crop_pct 1.0 (resize 384, centre
+# crop 384). The rest (RandAugment, random erasing 0.25, label smoothing 0.1,
+# wd 0.05) is train.py's defaults, as in the 224 recipe.
+# It starts from the whole 224 classifier (--initial-checkpoint); convert the
+# release once (the converter keeps the head by default) and pass it as
+# load_from:
 #   python tools/model_converters/convert_checkpoint.py convformer_s18.pth \
-#       convformer_s18_mm.pth --with-head
+#       convformer_s18_mm.pth
 #   python tools/train.py THIS_CONFIG --cfg-options load_from=convformer_s18_mm.pth
 _base_ = './convformer_s18_in1k.py'
 checkpoint_file = 'https://huggingface.co/sail/dl/resolve/main/convformer/convformer_s18_384.pth'  # noqa

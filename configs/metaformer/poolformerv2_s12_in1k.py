@@ -20,7 +20,7 @@
 # The official classifier: global mean pool, LayerNorm (eps 1e-6) on the
 # pooled vector, Linear (MetaFormerClsHead with mlp_ratio=None); the backbone
 # has no output norm of its own (out_norm_cfg=None), so the released
-# classifiers load whole (convert_checkpoint.py --with-head).
+# classifiers load whole (convert_checkpoint.py keeps the head by default).
 _base_ = '../poolformer/poolformer_s12_in1k.py'
 # The released weights (sail-sg/metaformer README); a from-scratch recipe does
 # not load them, see ../poolformer_s12_in1k.py for fine-tuning from them.

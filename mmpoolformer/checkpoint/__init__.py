@@ -14,6 +14,7 @@ from .loading import (
                       describe_arch,
                       load_backbone_checkpoint,
                       target_shapes,
+                      warn_if_head_missing,
 )
 from .torch_load import load_checkpoint_file, runner_checkpoint_globals
 
@@ -22,5 +23,5 @@ __all__ = [
     'fit_shapes', 'infer_families', 'stage_layout', 'unwrap_checkpoint',
     'CheckpointMismatchError', 'check_compatible', 'describe_arch',
     'load_backbone_checkpoint', 'load_checkpoint_file',
-    'runner_checkpoint_globals', 'target_shapes'
+    'runner_checkpoint_globals', 'target_shapes', 'warn_if_head_missing'
 ]

@@ -36,7 +36,9 @@ Layouts, recognised by their keys (:func:`detect_format`):
   with or without ``backbone.``.
 
 :func:`convert_to_mmpoolformer` keeps the backbone; :func:`convert_classifier`
-keeps the classifier head too, under the names of our classifier configs.
+keeps the classifier head too, under the names of our classifier configs
+(:func:`convert_head` alone gives the head, :func:`head_problem` says whether
+it fits the head of our classifier configs).
 
 Key names cannot tell apart models whose only difference has no weights:
 PoolFormerV2 / IdentityFormer (parameter-free mixers) and PoolFormer v1 / a
@@ -250,6 +252,88 @@ def _head_key(fmt: str, key: str) -> str:
     return ''
 
 
+def convert_head(fmt: str, state_dict: StateDict) -> StateDict:
+    """The classifier head of a whole-classifier ``state_dict`` of layout
+    ``fmt`` under our classifier configs' names (``head.*``); {} if it has
+    none. timm's PoolFormer v1 (no stem norm) moved the official final
+    GroupNorm, which acts on the last map before pooling, into its head as
+    ``head.norm``: it goes back to the backbone's ``norm3``, where our
+    PoolFormer classifier configs (LinearClsHead) have it."""
+    head = {new: v for k, v in state_dict.items()
+            if (new := _head_key(fmt, k))}
+    if fmt == 'timm' and 'head.norm.weight' in head and \
+            not any(k.startswith('stem.norm.') for k in state_dict):
+        for part in ('weight', 'bias'):
+            if f'head.norm.{part}' in head:
+                head[f'backbone.norm3.{part}'] = head.pop(f'head.norm.{part}')
+    return head
+
+
+def head_classes(head: StateDict) -> Optional[int]:
+    """The number of classes of a head from :func:`convert_head`."""
+    for key in ('head.fc.weight', 'head.fc.fc2.weight'):
+        if key in head:
+            return int(head[key].shape[0])
+    return None
+
+
+# the head of our classifier configs for each backbone class: mmpretrain's
+# LinearClsHead after the backbone's norm3 (PoolFormer v1, RIFormer), or
+# MetaFormerClsHead (pooled-vector LayerNorm, then a Linear or the MLP head)
+CLASSIFIER_HEADS = dict(
+    PoolFormer='linear', RIFormer='linear', PoolFormerV2='norm+linear',
+    IdentityFormer='norm+linear', RandFormer='norm+linear',
+    ConvFormer='norm+mlp', CAFormer='norm+mlp')
+
+
+def classifier_head_shapes(cls_name: str, width: int, num_classes: int,
+                           mlp_ratio: int = 4) -> Dict[str, Tuple[int, ...]]:
+    """``{key: shape}`` of the head of our classifier configs for backbone
+    class ``cls_name`` (last stage ``width`` wide); {} for an unknown class."""
+    kind = CLASSIFIER_HEADS.get(cls_name)
+    if kind is None:
+        return {}
+    shapes = {}
+    if kind.startswith('norm+'):
+        shapes.update({'head.norm.weight': (width, ),
+                       'head.norm.bias': (width, )})
+    if kind.endswith('+mlp'):
+        hidden = mlp_ratio * width
+        shapes.update({'head.fc.fc1.weight': (hidden, width),
+                       'head.fc.fc1.bias': (hidden, ),
+                       'head.fc.norm.weight': (hidden, ),
+                       'head.fc.norm.bias': (hidden, ),
+                       'head.fc.fc2.weight': (num_classes, hidden),
+                       'head.fc.fc2.bias': (num_classes, )})
+    else:
+        shapes.update({'head.fc.weight': (num_classes, width),
+                       'head.fc.bias': (num_classes, )})
+    return shapes
+
+
+def head_problem(head: StateDict, cls_name: str, width: int) -> str:
+    """'' if the ``head.*`` keys of ``head`` (from :func:`convert_head`) are
+    those of our classifier configs for ``cls_name``, else what differs."""
+    num_classes = head_classes(head)
+    expected = classifier_head_shapes(cls_name, width, num_classes or 0)
+    if not expected:
+        return ''
+    got = {k: tuple(v.shape) for k, v in head.items()
+           if k.startswith('head.')}
+    if got == expected:
+        return ''
+    missing = sorted(set(expected) - set(got))
+    unexpected = sorted(set(got) - set(expected))
+    mis_shaped = [f'{k} {got[k]} vs {expected[k]}' for k in sorted(got)
+                  if k in expected and got[k] != expected[k]]
+    parts = [f'{title} {keys[:4]}' for title, keys in (
+        ('missing', missing), ('unexpected', unexpected),
+        ('mis-shaped', mis_shaped)) if keys]
+    return (f'the classifier head does not fit the head of our {cls_name} '
+            f'classifier configs ({CLASSIFIER_HEADS[cls_name]}): '
+            + '; '.join(parts))
+
+
 def convert_classifier(
         state_dict: StateDict,
         target_shapes: Optional[Mapping[str, Sequence[int]]] = None
@@ -261,8 +345,7 @@ def convert_classifier(
     backbone's 1x1 convs, as :func:`convert_to_mmpoolformer` does."""
     fmt, backbone = convert_to_mmpoolformer(state_dict)
     converted = {f'backbone.{k}': v for k, v in backbone.items()}
-    head = {new: v for k, v in state_dict.items()
-            if (new := _head_key(fmt, k))}
+    head = convert_head(fmt, state_dict)
     if not head:
         raise ValueError(
             f'The {fmt}-format checkpoint has no classifier head (keys such '

@@ -1,4 +1,6 @@
-"""Load a backbone checkpoint of any recognised layout into a model."""
+"""Load a backbone checkpoint of any recognised layout into a model, and say
+when a classifier checkpoint comes without its head."""
+import logging
 import os
 from typing import Optional
 
@@ -47,13 +49,18 @@ def load_backbone_checkpoint(model: nn.Module,
     """Convert and load ``filename`` into ``model``; return the layout name.
 
     ``prefix`` (e.g. ``'backbone.'``) selects a sub-model of a detector or
-    classifier checkpoint. Output norms may be absent (ImageNet checkpoints
-    carry only the last one, the official MetaFormer baselines none) and
-    then keep their initialisation; any other missing, unexpected or
-    mis-shaped key raises :class:`CheckpointMismatchError`.
+    classifier checkpoint; a classifier head (``head.*``, which the
+    converter keeps by default) is ignored with or without it. Output norms
+    may be absent (ImageNet checkpoints carry only the last one, the official
+    MetaFormer baselines none) and then keep their initialisation; any other
+    missing, unexpected or mis-shaped key raises
+    :class:`CheckpointMismatchError`.
     """
     check_checkpoint_file(filename)
     state_dict = unwrap_checkpoint(load_checkpoint_file(filename, map_location))
+    # a whole classifier's head (the converter keeps it by default): no
+    # backbone weight, not a mismatch
+    head = [k for k in state_dict if k.startswith('head.')]
     if prefix:
         state_dict = strip_prefix(state_dict, prefix)
     fmt, converted = convert_to_mmpoolformer(state_dict, target_shapes(model))
@@ -69,7 +76,9 @@ def load_backbone_checkpoint(model: nn.Module,
         f'{filename}' + (f'; output norms left as initialised: {fresh}'
                          if fresh else '') +
         (f'; skipped output norms of stages not returned: {unused}'
-         if unused else ''), logger=logger)
+         if unused else '') +
+        (f'; ignored the {len(head)} tensors of the classifier head'
+         if head else ''), logger=logger)
     return fmt
 
 
@@ -135,3 +144,35 @@ def check_compatible(model: nn.Module, state_dict: dict, fmt: str,
             lines.append(f'  {len(keys)} {title}: {shown}')
     hint = _riformer_hint(model, missing, unexpected, mis_shaped)
     raise CheckpointMismatchError('\n'.join(lines + ([hint] if hint else [])))
+
+
+def missing_head_message(head: nn.Module, prefix: str) -> str:
+    """What to say when a checkpoint loaded into a classifier has no
+    ``prefix`` (e.g. ``head.``) keys: the head keeps its initialisation."""
+    return (
+        f'The checkpoint has no classifier head (no "{prefix}*" key), so '
+        f'{type(head).__name__} keeps its random initialisation: its '
+        f'predictions mean nothing until it is trained. A checkpoint written by '
+        f'tools/model_converters/convert_checkpoint.py --backbone-only (or a '
+        f'headless source) has none: convert the released classifier again '
+        f'without --backbone-only (the converter keeps the head by default). '
+        f'To fine-tune from backbone weights on purpose, load them with '
+        f'model.backbone.init_cfg=dict(type="Pretrained", checkpoint=...) '
+        f'instead.')
+
+
+def warn_if_head_missing(head: nn.Module, state_dict: dict, prefix: str,
+                         logger: str = 'current') -> bool:
+    """For a classifier head's ``_load_from_state_dict``: warn (and return
+    True) when ``state_dict`` holds none of the head's weights. mmengine's
+    ``load_checkpoint`` (behind ``load_from``, ``tools/test.py`` and
+    mmpretrain's ``init_model``) only lists missing keys then. mmengine and
+    torch 2 pass each module the keys under its own prefix only, older
+    torch the whole state dict: neither shows a head key here when the
+    checkpoint has no head."""
+    own = [prefix + key for key in head.state_dict()]
+    if not own or any(key in state_dict for key in own):
+        return False
+    print_log(missing_head_message(head, prefix), logger=logger,
+              level=logging.WARNING)
+    return True

@@ -1,8 +1,9 @@
 """Convert a PoolFormer / MetaFormer-baseline / RIFormer checkpoint of any
-recognised layout into an mmpoolformer backbone checkpoint.
+recognised layout into an mmpoolformer checkpoint.
 
     python tools/model_converters/convert_checkpoint.py SRC DST \
-        [--arch NAME] [--with-head] [--force] [--progress | --no-progress]
+        [--arch NAME | --config CONFIG] [--backbone-only] [--force] \
+        [--progress | --no-progress]
 
 SRC may be an official sail-sg/poolformer or sail-sg/metaformer checkpoint,
 an mmpretrain, timm or mmpoolformer one (the layouts of
@@ -12,18 +13,25 @@ keys; the arch (``poolformer_s12``, ``poolformerv2_s12``,
 ``caformer_s18``, ``riformer_s12``, ...) is inferred from the keys and shapes
 when only one preset fits, else ``--arch`` names it. The converted weights
 must load into that backbone with no key left over (output norms may be
-absent: they are then trained from scratch). DST is
-``{'state_dict': {'backbone.<key>': tensor}, 'meta': {...}}``, loadable with
-``init_cfg=dict(type='Pretrained', checkpoint=DST)``. With ``--with-head``
-the classifier head comes along under our classifier configs' names
-(``head.fc.*``, and ``head.norm.*`` of the MetaFormer baselines'
-MetaFormerClsHead), so that ``mmpretrain.apis.init_model(config, DST)`` and
-``tools/test.py config DST`` run the released classifier. SRC is never
-overwritten, nor an existing DST without ``--force``; DST appears only
-complete (written under a temporary name and renamed; one left by a killed
-run is removed by the next). A progress bar over
-the converted keys shows when stdout is a terminal (``--progress`` /
-``--no-progress`` force it on / off), so logs and tests stay clean.
+absent: they are then trained from scratch).
+
+DST is ``{'state_dict': {'backbone.<key>': tensor, 'head.<key>': tensor},
+'meta': {...}}``. A classifier head of SRC is kept by default, under our
+classifier configs' names (``head.fc.*``, and ``head.norm.*`` of the
+MetaFormer baselines' MetaFormerClsHead), and must fit the head of our
+classifier configs for that arch: ``mmpretrain.apis.init_model(config,
+DST)``, ``tools/test.py config DST`` and ``load_from`` then run the released
+classifier. Backbone configs (``init_cfg=dict(type='Pretrained',
+checkpoint=DST)`` of a detector or segmentor) read only the ``backbone.``
+keys, so the same DST serves both. ``--backbone-only`` drops the head;
+``--with-head`` (the default) is still accepted and then requires SRC to have
+a head. One line says what was kept or dropped.
+
+SRC is never overwritten, nor an existing DST without ``--force``; DST
+appears only complete (written under a temporary name and renamed; one left
+by a killed run is removed by the next). A progress bar over the converted
+keys shows when stdout is a terminal (``--progress`` / ``--no-progress``
+force it on / off), so logs and tests stay clean.
 """
 import argparse
 import os.path as osp
@@ -47,7 +55,7 @@ from mmpoolformer.checkpoint import (
     target_shapes,
     unwrap_checkpoint,
 )
-from mmpoolformer.checkpoint.convert import convert_classifier
+from mmpoolformer.checkpoint.convert import convert_head, head_classes, head_problem
 from mmpoolformer.checkpoint.files import torch_file_problem
 from mmpoolformer.fileio import atomic_output, check_output_path
 
@@ -120,17 +128,24 @@ def check_paths(src: str, dst: str, force: bool) -> None:
     check_output_path(dst, force, flag='DST')
 
 
-def head_of(state_dict) -> dict:
-    """The classifier head of ``state_dict`` under our classifier names."""
-    try:
-        _, whole = convert_classifier(state_dict)
-    except ValueError as err:
-        raise ToolError(f'--with-head: {err}') from None
-    return {k: v for k, v in whole.items() if not k.startswith('backbone.')}
+def head_line(head: dict, keep: bool, explicit: bool) -> str:
+    """What happened to the classifier head, for the one line printed."""
+    if not head:
+        return ('no classifier head in SRC: DST is a backbone checkpoint '
+                '(a classifier config loading it keeps a random head)')
+    classes = head_classes(head)
+    count = f'{classes} classes' if classes else f'{len(head)} tensors'
+    if keep:
+        return (f'kept the classifier head ({count})' +
+                ('' if explicit else '; --backbone-only drops it'))
+    return (f'dropped the classifier head ({count}) as --backbone-only asks: '
+            'DST is for backbone init_cfg, not for classifier configs')
 
 
 def convert(src: str, dst: str, arch=None, progress: bool = False,
-            with_head: bool = False, config=None) -> dict:
+            with_head=None, config=None) -> dict:
+    """``with_head``: True (--with-head) keeps the head and needs one, False
+    (--backbone-only) drops it, None (the default) keeps one if SRC has it."""
     problem = None if '://' in src else torch_file_problem(src)
     if problem:
         raise ToolError(f'cannot read {src} as a checkpoint: {problem}. '
@@ -147,6 +162,12 @@ def convert(src: str, dst: str, arch=None, progress: bool = False,
         fmt, converted = convert_to_mmpoolformer(state_dict)
     except (TypeError, ValueError) as err:
         raise ToolError(f'{src}: {err}') from None
+    head = convert_head(fmt, state_dict)
+    if with_head and not head:
+        raise ToolError(f'--with-head: {src} ({fmt} format) has no classifier '
+                        'head (keys such as "head.weight", "head.fc1.weight" '
+                        'or "head.fc.weight"): it is a backbone checkpoint; '
+                        'convert it without --with-head.')
     meta = checkpoint.get('meta') if isinstance(checkpoint, dict) else None
     kwargs = {}
     if config:
@@ -168,22 +189,31 @@ def convert(src: str, dst: str, arch=None, progress: bool = False,
         raise ToolError(f'cannot convert to {name}: {err}') from None
     model.load_state_dict(converted, strict=False)  # the proof it loads
 
-    print(f'{src}: {fmt} format -> {name} ({cls_name}); writing {dst}')
+    keep = bool(head) and with_head is not False
+    if keep:
+        problem = head_problem(head, cls_name, stage_layout(converted)[1][-1])
+        if problem:
+            raise ToolError(f'{src} ({fmt} format): {problem}. Pass '
+                            '--backbone-only to convert the backbone alone.')
+
+    print(f'{src}: {fmt} format -> {name} ({cls_name}); '
+          f'{head_line(head, keep, bool(with_head))}; writing {dst}')
     out = {}
-    items = list(converted.items())
+    items = [('backbone.' + k, v) for k, v in converted.items()]
+    if keep:
+        items += list(head.items())
     if progress:
         items = track_iter_progress(items, file=sys.stdout)
     for key, value in items:
-        out['backbone.' + key] = value.contiguous()
-    if with_head:
-        out.update({k: v.contiguous() for k, v in head_of(state_dict).items()})
+        out[key] = value.contiguous()
     meta = dict(arch=name, type=cls_name, source=src, source_format=fmt,
                 converter='tools/model_converters/convert_checkpoint.py',
                 mmpoolformer_version=mmpoolformer.__version__)
     if 'deploy' in kwargs:  # which RIFormer structure DST is for
         meta['deploy'] = kwargs['deploy']
-    if with_head:
-        meta['with_head'] = True
+    meta['with_head'] = keep
+    if keep and head_classes(head):
+        meta['num_classes'] = head_classes(head)
     # an interrupted run leaves DST as it was (and a partial file that the
     # next run removes)
     with atomic_output(dst) as partial:
@@ -195,7 +225,7 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         description='Convert a PoolFormer / MetaFormer checkpoint (official, '
         'mmpretrain, timm or mmpoolformer layout) to an mmpoolformer '
-        'backbone checkpoint')
+        'checkpoint: the backbone, and the classifier head when SRC has one')
     parser.add_argument('src', help='source checkpoint (path or URL)')
     parser.add_argument('dst', help='output checkpoint path')
     parser.add_argument(
@@ -206,10 +236,16 @@ def parse_args(argv=None):
         '--config', help='convert into the backbone of this config instead of '
         'a preset (e.g. configs/ablations/poolformer_s12_pppa_in1k.py for the '
         'hybrid releases with a position embedding)')
-    parser.add_argument(
-        '--with-head', action='store_true',
-        help='keep the classifier head: a whole-classifier checkpoint for '
-        'the classifier configs (init_model / tools/test.py / load_from)')
+    head = parser.add_mutually_exclusive_group()
+    head.add_argument(
+        '--backbone-only', dest='with_head', action='store_false',
+        default=None,
+        help='drop the classifier head of SRC (by default it is kept, for '
+        'the classifier configs: init_model / tools/test.py / load_from; '
+        'backbone configs ignore it either way)')
+    head.add_argument(
+        '--with-head', dest='with_head', action='store_true', default=None,
+        help='the default; kept for compatibility: fails if SRC has no head')
     parser.add_argument('--force', action='store_true',
                         help='overwrite an existing DST')
     progress = parser.add_mutually_exclusive_group()

@@ -87,6 +87,14 @@ class MetaFormerClsHead(ClsHead):
             else MlpHead(in_channels, num_classes, mlp_ratio, dropout,
                          mlp_norm_eps)
 
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        # a whole-model checkpoint without this head (converted with
+        # --backbone-only) would leave random logits behind a bare list of
+        # missing keys: say so, naming the converter flag
+        from mmpoolformer.checkpoint.loading import warn_if_head_missing
+        warn_if_head_missing(self, state_dict, prefix)
+
     def pre_logits(self, feats: Tuple[torch.Tensor]) -> torch.Tensor:
         """The normalised pooled vector of the last stage."""
         x = feats[-1]
