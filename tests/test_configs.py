@@ -4,7 +4,8 @@ and carry the official hyperparameters; the PoolFormer-paper ablations change
 only their component; plus tools/analysis_tools/get_flops.py.
 
 Layout: configs/poolformer/ are PoolFormer v1 (ImageNet, RetinaNet, Mask
-R-CNN, Semantic FPN); configs/ablations/ the PoolFormer paper's ablation rows
+R-CNN, Semantic FPN, and mmdet's / mmseg's Cascade Mask R-CNN, DINO and
+Mask2Former recipes); configs/ablations/ the PoolFormer paper's ablation rows
 (and a hybrid RetinaNet); configs/metaformer/ the MetaFormer family
 (PoolFormerV2, IdentityFormer, RandFormer, ConvFormer, CAFormer, RIFormer).
 configs/*.py are aliases of folder configs for old command lines (tested
@@ -19,6 +20,10 @@ import pytest
 import torch
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
+
+# maps mmseg:: bases to the installed mmseg (onedl's fork has another
+# distribution name), which a config's own custom_imports come too late for
+import mmpoolformer  # noqa: F401
 
 from helpers import load_tool, randomise_
 
@@ -46,7 +51,56 @@ TASKS = {
     # mmseg's Swin-T UperNet ADE20K 160k recipe (no official MetaFormer one)
     'upernet': ('mmseg', 'AdamW', 6e-5, 0.01, 16, dict(max_iters=160000)),
     'in1k': ('mmpretrain', None, None, 0.05, 4096, dict(max_epochs=300)),
+    # mmdet's / mmseg's recipes for a backbone of the same size (no official
+    # ones for these heads): ConvNeXt-T's Cascade 3x, DINO-4scale R50 12e,
+    # Swin-T's Mask2Former (MODERN_RECIPES below)
+    'cascade_mask_rcnn': ('mmdet', 'AdamW', 2e-4, 0.05, 16,
+                          dict(max_epochs=36)),
+    'dino_4scale': ('mmdet', 'AdamW', 1e-4, 1e-4, 16, dict(max_epochs=12)),
+    'mask2former_coco_instance': ('mmdet', 'AdamW', 1e-4, 0.05, 16,
+                                  dict(max_iters=368750)),
+    'mask2former_coco_panoptic': ('mmdet', 'AdamW', 1e-4, 0.05, 16,
+                                  dict(max_iters=368750)),
+    'mask2former_ade20k': ('mmseg', 'AdamW', 1e-4, 0.05, 16,
+                           dict(max_iters=160000)),
 }
+# drop path of the backbone under a head: the official *_feat backbones
+# use none; the recipes of mmdet / mmseg that of their backbone
+DROP_PATH = dict(upernet=0.3, cascade_mask_rcnn=0.4, dino_4scale=0.2,
+                 mask2former_coco_instance=0.3, mask2former_coco_panoptic=0.3,
+                 mask2former_ade20k=0.3)
+# the mmdet / mmseg config each S12 config of these heads follows, and what
+# may differ from it (key paths of the merged configs: the backbone, its
+# outputs' channels, the optimizer's per-parameter rules that name backbone
+# modules, the imports, the checkpoint hook, and the source's own top-level
+# helper variables); the other variants change only the backbone
+SWIN_VARS = ('pretrained', 'depths', 'backbone_embed_multi', 'custom_keys')
+COMMON_DIFFS = ('model.backbone', 'custom_imports', 'checkpoint_file',
+                'default_hooks.checkpoint.type')
+MODERN_RECIPES = {
+    'cascade_mask_rcnn': (
+        'mmdet', 'convnext/cascade-mask-rcnn_convnext-t-p4-w7_fpn_4conv1fc-'
+        'giou_amp-ms-crop-3x_coco.py', ('model.neck.in_channels',
+                                         'optim_wrapper')),
+    # (DINO's auto_scale_lr has no `enable`: off by default, ours says so)
+    'dino_4scale': ('mmdet', 'dino/dino-4scale_r50_8xb2-12e_coco.py',
+                    ('model.neck.in_channels', 'auto_scale_lr.enable')),
+    'mask2former_coco_instance': (
+        'mmdet', 'mask2former/mask2former_swin-t-p4-w7-224_8xb2-lsj-50e_'
+        'coco.py', ('model.panoptic_head.in_channels',
+                    'optim_wrapper.paramwise_cfg.custom_keys') + SWIN_VARS),
+    'mask2former_coco_panoptic': (
+        'mmdet', 'mask2former/mask2former_swin-t-p4-w7-224_8xb2-lsj-50e_'
+        'coco-panoptic.py', ('model.panoptic_head.in_channels',
+                             'optim_wrapper.paramwise_cfg.custom_keys') +
+        SWIN_VARS),
+    'mask2former_ade20k': (
+        'mmseg', 'mask2former/mask2former_swin-t_8xb2-160k_ade20k-'
+        '512x512.py', ('model.decode_head.in_channels',
+                       'optim_wrapper.paramwise_cfg.custom_keys') +
+        SWIN_VARS),
+}
+MODERN_TASKS = tuple(MODERN_RECIPES)
 # the paper's stochastic depth on ImageNet
 IN1K_DROP_PATH = dict(s12=0.1, s24=0.1, s36=0.2, m36=0.3, m48=0.4)
 EMBED_DIMS = dict(s12=[64, 128, 320, 512], s24=[64, 128, 320, 512],
@@ -180,8 +234,12 @@ def describe(name):
     arch, checkpoint URL and, for ablations and variants, the variant."""
     path = Path(name)
     stem = path.stem
-    m = re.match(r'(retinanet|mask_rcnn|fpn|upernet)_', stem)
+    m = re.match(r'(retinanet|mask_rcnn|fpn|upernet|cascade_mask_rcnn|'
+                 r'dino_4scale)_', stem)
     task = m.group(1) if m else 'in1k'
+    m = re.fullmatch(r'mask2former_\w+_s\d+_(\w+)', stem)
+    if m:  # the data set names the task: instance, panoptic or semantic
+        task = f'mask2former_{m.group(1)}'
     folder = path.parent.name or 'poolformer'
     family, arch = re.search(
         r'(poolformerv2|identityformer|randformer|convformer|caformer|'
@@ -264,6 +322,16 @@ def test_every_family_and_arch_has_a_config():
                  for task, data in (('retinanet', 'coco'),
                                     ('mask_rcnn', 'coco'), ('fpn', 'ade20k'),
                                     ('upernet', 'ade20k'))}
+    # mmdet's / mmseg's newer heads on S12, S24 and ConvFormer / CAFormer-S18
+    for task, data in (('cascade_mask_rcnn', 'coco_3x'),
+                       ('dino_4scale', 'coco'),
+                       ('mask2former', 'coco_instance'),
+                       ('mask2former', 'coco_panoptic'),
+                       ('mask2former', 'ade20k')):
+        expected |= {f'poolformer/{task}_poolformer_{a}_{data}.py'
+                     for a in ('s12', 's24')}
+        expected |= {f'metaformer/{task}_{family}_s18_{data}.py'
+                     for family in ('convformer', 'caformer')}
     assert set(CONFIGS) == expected
 
 
@@ -308,7 +376,10 @@ def test_config_hyperparameters(name):
     scope, opt, lr, wd, batch, loop = TASKS[task]
     cfg = Config.fromfile(str(CONFIG_DIR / name))
     assert cfg.default_scope == scope
-    assert cfg.custom_imports == dict(imports=['mmpoolformer'],
+    # mmseg's Mask2Former head builds mmdet's modules (its base imports them)
+    imports = ['mmpoolformer'] + ['mmdet.models'] * (
+        task == 'mask2former_ade20k')
+    assert cfg.custom_imports == dict(imports=imports,
                                       allow_failed_imports=False)
     backbone = cfg.model.backbone
     assert backbone.type == f'mmpoolformer.{desc["type"]}'
@@ -333,7 +404,7 @@ def test_config_hyperparameters(name):
     else:
         assert backbone.init_cfg == dict(type='Pretrained',
                                          checkpoint=desc['checkpoint'])
-        assert backbone.drop_path_rate == (0.3 if task == 'upernet' else 0.)
+        assert backbone.drop_path_rate == DROP_PATH.get(task, 0.)
     optimizer = cfg.optim_wrapper.optimizer
     assert (optimizer.type, optimizer.lr, optimizer.weight_decay) == (opt, lr, wd)
     assert set(optimizer) <= {'type', 'lr', 'weight_decay', 'eps', 'betas',
@@ -347,8 +418,13 @@ def test_config_hyperparameters(name):
                                               else 8) == batch
     for key, value in loop.items():
         assert cfg.train_cfg[key] == value
-    schedulers = {s['type']: s for s in cfg.param_scheduler}
-    if task in ('retinanet', 'mask_rcnn'):
+    schedulers = cfg.param_scheduler
+    if isinstance(schedulers, dict):  # mmdet's Mask2Former: one, no list
+        schedulers = [schedulers]
+    schedulers = {s['type']: s for s in schedulers}
+    if task in MODERN_TASKS:
+        modern_recipe(task, cfg, schedulers)
+    elif task in ('retinanet', 'mask_rcnn'):
         assert schedulers['LinearLR']['end'] == 500
         assert schedulers['LinearLR']['start_factor'] == 0.001
         assert schedulers['MultiStepLR']['milestones'] == [8, 11]
@@ -413,7 +489,16 @@ def test_config_hyperparameters(name):
 def test_config_builds_and_runs(name):
     desc = describe(name)
     task, arch = desc['task'], desc['arch']
-    model = build(load(name)).eval()
+    cfg = load(name)
+    if task == 'cascade_mask_rcnn':
+        # 20 proposals instead of 1000: three stages of 4-conv box heads and
+        # the 4-conv mask heads cost half a minute per 300 proposals here
+        cfg.model.test_cfg.rpn.max_per_img = 20
+    model = build(cfg).eval()
+    if task in MODERN_TASKS:
+        # as a Runner does: DINO creates its level embeddings empty (the
+        # memory's garbage, at times not finite) and fills them here
+        model.init_weights()
     backbone = model.backbone
     assert type(backbone).__module__.startswith('mmpoolformer')
     assert type(backbone).__name__ == desc['type']
@@ -429,6 +514,9 @@ def test_config_builds_and_runs(name):
             out = model(x, mode='tensor')
             assert out.shape == (1, in1k_recipe(desc)['classes'])
             outs = [out]
+        elif task in MODERN_TASKS:
+            assert modern_head_in_channels(model, task) == dims
+            outs = run_modern_head(model, task)
         else:
             if task == 'upernet':
                 assert model.decode_head.in_channels == dims
@@ -456,6 +544,211 @@ def test_config_builds_and_runs(name):
                 assert out.shape == (1, 150, 16, 16)  # stride 4
                 outs = [out]
     assert all(torch.isfinite(o).all() for o in outs)
+
+
+def modern_head_in_channels(model, task):
+    """The backbone channels a DINO / Cascade neck or a Mask2Former pixel
+    decoder takes, from the layers it built."""
+    if task == 'dino_4scale':  # ChannelMapper, whose extra level (the
+        # 4th, by a stride-2 conv) takes the last input too
+        neck = model.neck
+        assert neck.extra_convs[0].conv.in_channels == \
+            neck.convs[-1].conv.in_channels
+        return [c.conv.in_channels for c in neck.convs]
+    if not task.startswith('mask2former'):
+        return list(model.neck.in_channels)
+    head = model.decode_head if task == 'mask2former_ade20k' else \
+        model.panoptic_head
+    decoder = head.pixel_decoder
+    # FPN-like lateral convs below the encoder's levels, then the encoder's
+    # input convs; both listed from the coarsest level down
+    return [c.conv.in_channels for c in decoder.lateral_convs][::-1] + \
+        [c.conv.in_channels for c in decoder.input_convs][::-1]
+
+
+def run_modern_head(model, task):
+    """The network on one random image: raw outputs (tensor mode) where the
+    mode exists for the head, else the prediction; their shapes."""
+    x = torch.randn(1, 3, 64, 64)
+    if task == 'cascade_mask_rcnn':
+        # last stage's class scores and boxes (per class), and mask logits
+        ((cls, ), (box, ), (mask, )), = model(x, det_samples((64, 64)),
+                                              mode='tensor')
+        n = cls.shape[0]
+        assert 0 < n <= 20 and cls.shape == (n, 81) and box.shape == (n, 320)
+        assert mask.shape == (n, 80, 28, 28)
+        return [cls, box, mask]
+    if task == 'dino_4scale':
+        # the two-stage query selection picks 900 of the encoder's tokens:
+        # 224x224 has 28² + 14² + 7² + 4² = 1045 (64x64: 85)
+        x = torch.randn(1, 3, 224, 224)
+        cls, box = model(x, det_samples((224, 224)), mode='tensor')
+        # per decoder layer: 900 queries x 80 classes / 4 coordinates
+        assert cls.shape == (6, 1, 900, 80) and box.shape == (6, 1, 900, 4)
+        return [cls, box]
+    if task == 'mask2former_ade20k':
+        # mmseg's tensor mode calls the head without the data samples that
+        # Mask2Former needs: the prediction, logits of 150 classes
+        from mmseg.structures import SegDataSample
+        meta = dict(img_shape=(64, 64), ori_shape=(64, 64),
+                    pad_shape=(64, 64), batch_input_shape=(64, 64))
+        sample, = model(x, [SegDataSample(metainfo=meta)], mode='predict')
+        assert sample.seg_logits.data.shape == (150, 64, 64)
+        assert sample.pred_sem_seg.data.shape == (1, 64, 64)
+        return [sample.seg_logits.data]
+    cls, masks = model(x, det_samples((64, 64)), mode='tensor')
+    # the queries' first prediction and one per decoder layer (9): 100
+    # queries x (classes + "no object"), masks at stride 4
+    classes = 81 if task == 'mask2former_coco_instance' else 134
+    assert [tuple(c.shape) for c in cls] == [(1, 100, classes)] * 10
+    assert [tuple(m.shape) for m in masks] == [(1, 100, 16, 16)] * 10
+    return [*cls, *masks]
+
+
+def modern_recipe(task, cfg, schedulers):
+    """The numbers of mmdet's / mmseg's recipe that a reader looks for
+    (test_modern_head_config_is_its_recipe compares everything)."""
+    optim = cfg.optim_wrapper
+    train = cfg.train_dataloader.dataset.pipeline
+    if task == 'cascade_mask_rcnn':
+        warmup, steps = schedulers['LinearLR'], schedulers['MultiStepLR']
+        assert (warmup['start_factor'], warmup['end']) == (0.001, 1000)
+        assert steps['milestones'] == [27, 33]
+        assert optim.constructor == \
+            'mmpoolformer.LayerDecayOptimWrapperConstructor'
+        assert optim.paramwise_cfg == dict(decay_rate=0.7,
+                                           decay_type='layer_wise')
+        assert optim.optimizer.betas == (0.9, 0.999)
+        heads = cfg.model.roi_head.bbox_head
+        assert [(h.num_shared_convs, h.loss_bbox.type, h.loss_bbox.loss_weight)
+                for h in heads] == [(4, 'GIoULoss', 10.0)] * 3
+        choice, = [t for t in train if t['type'] == 'RandomChoice']
+        short, crop = choice.transforms
+        assert short[0]['scales'] == [(s, 1333) for s in range(480, 801, 32)]
+        assert crop[1]['crop_size'] == (384, 600)
+    elif task == 'dino_4scale':
+        assert schedulers['MultiStepLR']['milestones'] == [11]
+        assert optim.clip_grad.max_norm == 0.1
+        assert optim.paramwise_cfg.custom_keys == dict(
+            backbone=dict(lr_mult=0.1))
+        assert cfg.model.num_queries == 900 and cfg.model.as_two_stage
+        assert cfg.model.neck.num_outs == 4
+        assert any(t['type'] == 'RandomChoice' for t in train)
+    else:
+        assert (optim.optimizer.eps, optim.clip_grad.max_norm) == (1e-8, 0.01)
+        assert optim.paramwise_cfg.norm_decay_mult == 0.
+        assert optim.paramwise_cfg.custom_keys.backbone == dict(
+            lr_mult=0.1, decay_mult=1.0)
+        if task == 'mask2former_ade20k':
+            head = cfg.model.decode_head
+            assert (head.num_classes, head.num_queries) == (150, 100)
+            assert cfg.crop_size == (512, 512)
+            poly = schedulers['PolyLR']
+            assert (poly['power'], poly['eta_min'], poly['end']) == \
+                (0.9, 0, 160000)
+            assert cfg.train_cfg.val_interval == 5000
+        else:
+            head = cfg.model.panoptic_head
+            stuff = 53 if task == 'mask2former_coco_panoptic' else 0
+            assert (head.num_things_classes, head.num_stuff_classes,
+                    head.num_queries) == (80, stuff, 100)
+            steps = schedulers['MultiStepLR']
+            assert (steps['milestones'], steps['by_epoch']) == \
+                ([327778, 355092], False)
+            # large-scale jittering at 1024x1024
+            types = {t['type']: t for t in train}
+            assert types['RandomResize']['scale'] == (1024, 1024)
+            assert types['RandomResize']['ratio_range'] == (0.1, 2.0)
+            assert types['RandomCrop']['crop_size'] == (1024, 1024)
+            pad, = cfg.model.data_preprocessor.batch_augments
+            assert pad['size'] == (1024, 1024)
+
+
+def _plain(obj):
+    """A config value without the `_scope_` keys that loading adds."""
+    if isinstance(obj, dict):
+        return {k: _plain(v) for k, v in obj.items() if k != '_scope_'}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_plain(v) for v in obj)
+    return obj
+
+
+def _leaves(obj, prefix=''):
+    """{key path: value} of the nested dicts of a config (lists are
+    values)."""
+    if not isinstance(obj, dict) or not obj:
+        return {prefix[:-1]: obj}
+    out = {}
+    for key, value in obj.items():
+        out.update(_leaves(value, f'{prefix}{key}.'))
+    return out
+
+
+def _differences(a, b):
+    a, b = _leaves(_plain(a.to_dict())), _leaves(_plain(b.to_dict()))
+    return sorted(k for k in set(a) | set(b)
+                  if k not in a or k not in b or a[k] != b[k])
+
+
+def _explained(paths, allowed):
+    """The allowed key paths (or prefixes of them) that explain ``paths``,
+    and the paths nothing explains."""
+    used, unexplained = set(), []
+    for path in paths:
+        hits = [p for p in allowed if path == p or path.startswith(p + '.')]
+        used.update(hits)
+        if not hits:
+            unexplained.append(path)
+    return used, unexplained
+
+
+MODERN_S12 = sorted(n for n in CONFIGS if describe(n)['task'] in MODERN_TASKS
+                    and describe(n)['family'] == 'poolformer'
+                    and describe(n)['arch'] == 's12')
+
+
+@pytest.mark.parametrize('name', MODERN_S12)
+def test_modern_head_config_is_its_recipe(name, tmp_path):
+    """Each S12 config of the newer heads is mmdet's / mmseg's config for a
+    backbone of the same size, merged key by key, except for the backbone,
+    its channels into the neck / pixel decoder, the optimizer's rules that
+    name backbone modules (and the layer decay), the imports and the
+    checkpoint hook; its header names that config and says that no result
+    is published."""
+    task = describe(name)['task']
+    scope, recipe, allowed = MODERN_RECIPES[task]
+    text = (CONFIG_DIR / name).read_text()
+    assert recipe.split('/')[-1] in text.replace('\n# ', '')
+    assert 'published: none' in text
+    source = tmp_path / 'recipe.py'
+    source.write_text(f"_base_ = '{scope}::{recipe}'\n")
+    diffs = _differences(Config.fromfile(str(CONFIG_DIR / name)),
+                         Config.fromfile(str(source)))
+    allowed = COMMON_DIFFS + allowed
+    used, unexplained = _explained(diffs, allowed)
+    assert unexplained == []
+    assert used == set(allowed)  # each allowed difference is one
+
+
+MODERN_VARIANTS = sorted(n for n in CONFIGS
+                         if describe(n)['task'] in MODERN_TASKS
+                         and n not in MODERN_S12)
+
+
+@pytest.mark.parametrize('name', MODERN_VARIANTS)
+def test_modern_head_variant_changes_only_the_backbone(name):
+    """S24, ConvFormer-S18 and CAFormer-S18 under the newer heads: the S12
+    config with another backbone (same stage widths: nothing else changes)
+    and the released weights it starts from; published: none."""
+    desc = describe(name)
+    s12 = next(n for n in MODERN_S12 if describe(n)['task'] == desc['task'])
+    assert 'published: none' in (CONFIG_DIR / name).read_text()
+    cfg = Config.fromfile(str(CONFIG_DIR / name))
+    diffs = _differences(cfg, Config.fromfile(str(CONFIG_DIR / s12)))
+    assert {d.split('.')[0] for d in diffs} <= {'model', 'checkpoint_file'}
+    assert {d.rsplit('.', 1)[0] for d in diffs if d.startswith('model.')} \
+        <= {'model.backbone', 'model.backbone.init_cfg'}
+    assert cfg.model.backbone.init_cfg.checkpoint == desc['checkpoint']
 
 
 # ------------------------------------------------ PoolFormer-paper ablations
@@ -781,3 +1074,22 @@ def test_get_flops_counts_poolformer_s12(capsys):
     assert 1.78e9 < rows['backbone']['flops'] < 1.86e9
     assert float(whole.group(2)) == pytest.approx(
         rows['whole model']['flops'] / 1e9, abs=0.01)
+
+
+def test_get_flops_counts_mask2former_segmentor():
+    """mmseg's Mask2Former has no neck, and its tensor mode does not pass
+    the head the data samples it needs: the whole model is counted through
+    the head on the backbone's features, pixel decoder and transformer
+    decoder included (a tiny one here)."""
+    dims = [16, 32, 64, 96]
+    cfg = load('poolformer/mask2former_poolformer_s12_ade20k.py',
+               arch=dict(depths=[1, 1, 1, 1], embed_dims=dims))
+    head = cfg.model.decode_head
+    head.in_channels = dims
+    head.pixel_decoder.encoder.num_layers = 1
+    head.transformer_decoder.num_layers = 3
+    rows = import_get_flops().get_flops(cfg, (64, 64))
+    assert list(rows) == ['backbone', 'whole model']
+    backbone, whole = rows['backbone'], rows['whole model']
+    assert 0 < backbone['flops'] < whole['flops'] / 10
+    assert 0 < backbone['params'] < whole['params']

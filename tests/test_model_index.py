@@ -78,6 +78,13 @@ PUBLISHED = {
 # configs trained on another data set than their scope's usual one
 TRAINING_DATA = {'convformer_s18_in21k': 'ImageNet-21k',
                  'caformer_s18_in21k': 'ImageNet-21k'}
+TRAINING_DATA.update({
+    f'mask2former_{backbone}_coco_panoptic': 'COCO-panoptic'
+    for backbone in ('poolformer_s12', 'poolformer_s24', 'convformer_s18',
+                     'caformer_s18')})
+# the newer heads on our backbones (mmdet's / mmseg's recipes): no result
+# is published for any of them
+MODERN_HEADS = ('cascade_mask_rcnn_', 'dino_4scale_', 'mask2former_')
 
 
 # ------------------------------------------------------------- the index
@@ -85,7 +92,11 @@ def test_every_config_is_listed_once_in_its_folder_metafile():
     listed = Counter(m['Config'] for m in MODELS.values())
     assert sum(listed.values()) == len(MODELS)  # names are unique too
     assert [c for c, n in listed.items() if n > 1] == []
-    assert sorted(listed) == CONFIGS and len(CONFIGS) == 68
+    assert sorted(listed) == CONFIGS and len(CONFIGS) == 88
+    # 4 backbones x 5: Cascade Mask R-CNN, DINO, Mask2Former (COCO instance,
+    # COCO panoptic, ADE20K)
+    assert len([n for n in listed if Path(n).stem.startswith(
+        MODERN_HEADS)]) == 20
     assert zoo.unlisted_configs() == [] and zoo.zoo_configs() == CONFIGS
     # one metafile per config folder, each listing that folder's configs
     imported = {p.resolve() for p in METAFILES}
@@ -143,6 +154,28 @@ def test_metafiles_follow_the_schema_and_the_configs():
             assert results is None and 'Results Source' not in model, name
 
 
+def test_newer_heads_are_listed_as_their_configs_build_them():
+    """Cascade Mask R-CNN, DINO and Mask2Former on our backbones: the head
+    last in Architecture, the backbone's released weights, no published
+    result; FLOPs of backbone+neck, or of the whole Mask2Former (no neck:
+    its pixel decoder and transformer decoder are the head)."""
+    heads = {'cascade_mask_rcnn_': 'Cascade Mask R-CNN',
+             'dino_4scale_': 'DINO', 'mask2former_': 'Mask2Former'}
+    names = [n for n in MODELS if n.startswith(MODERN_HEADS)]
+    assert len(names) == 20
+    for name in names:
+        model = MODELS[name]
+        meta = model['Metadata']
+        head = next(h for prefix, h in heads.items()
+                    if name.startswith(prefix))
+        assert meta['Architecture'][-1] == head
+        assert 'Results' not in model and name not in PUBLISHED
+        assert meta['FLOPs Counted'] == (
+            'whole model' if head == 'Mask2Former' else 'backbone+neck')
+        assert meta['FLOPs Input'] == ('1x3x512x512' if name.endswith(
+            '_ade20k') else '1x3x800x1280')
+
+
 def test_metafiles_are_in_the_tools_layout():
     """--update-metadata rewrites them with dump_metafile: a hand edit in
     another layout would turn into a noisy diff there."""
@@ -157,11 +190,26 @@ def test_metafiles_are_in_the_tools_layout():
 
 
 # -------------------------------------------------------- measured numbers
+def dino_fork_extra(model) -> int:
+    """The metafiles count OpenMMLab's mmdet 3.3 DINO, whose decoder feeds
+    its reference-point MLP the sine encoding of (x, y): 2 x 256 features.
+    onedl's mmdet fork encodes (x, y, w, h), 4 x 256, and so has 256 x 512
+    weights more in that MLP's first layer; 0 for every other model."""
+    head = getattr(getattr(model, 'decoder', None), 'ref_point_head', None)
+    if type(model).__name__ != 'DINO' or head is None:
+        return 0
+    first = head.layers[0]
+    assert first.in_features in (2 * first.out_features,
+                                 4 * first.out_features)
+    return (first.in_features - 2 * first.out_features) * first.out_features
+
+
 @pytest.mark.parametrize('name', sorted(MODELS))
 def test_parameters_are_those_of_the_built_model(name):
     model = build(load(MODELS[name]['Config'].split('/', 1)[1]))
     meta = MODELS[name]['Metadata']
-    assert sum(p.numel() for p in model.parameters()) == meta['Parameters']
+    assert sum(p.numel() for p in model.parameters()) == \
+        meta['Parameters'] + dino_fork_extra(model)
     frozen = sum(p.numel() for p in model.parameters() if not p.requires_grad)
     assert frozen == meta.get('Frozen Parameters', 0)
 
@@ -238,8 +286,18 @@ def test_tables_are_written_checked_and_printed(tmp_path, capsys):
     assert '33.05 (21.13 frozen)' in block  # the global random matrices
     for line in ('FLOPs: whole model at 1×3×224×224.',
                  'FLOPs: backbone+neck at 1×3×800×1280.',
-                 'FLOPs: whole model at 1×3×512×512.'):
+                 'FLOPs: whole model at 1×3×512×512.',
+                 # COCO tables with Mask2Former: each row names its part
+                 'FLOPs: backbone+neck at 1×3×800×1280; whole model at '
+                 '1×3×800×1280.',
+                 '**PoolFormer: COCO panoptic segmentation**'):
         assert line in block
+    for name in ('cascade_mask_rcnn_poolformer_s12_coco_3x',
+                 'mask2former_poolformer_s12_coco_instance'):
+        meta = MODELS[name]['Metadata']
+        assert f'| {meta["FLOPs"] / 1e9:.2f} ({meta["FLOPs Counted"]}) |' \
+            in block
+    assert '| 1.82 |' in block  # tables of one part: the number alone
     # links relative to the file's folder
     docs_block = zoo.render(base=ROOT / 'docs')
     for name, model in MODELS.items():
@@ -282,8 +340,13 @@ def test_summary_has_one_row_per_family_and_task(tmp_path, capsys):
     assert '[configs/poolformer/](configs/poolformer/)' in poolformer
     detection = next(r for k, r in cells.items()
                      if k[0] == '| PoolFormer' and k[1].startswith('detection'))
-    assert 'RetinaNet, Mask R-CNN' in detection
+    assert 'RetinaNet, Mask R-CNN, Cascade Mask R-CNN, DINO, Mask2Former' \
+        in detection
     assert 'box AP 36.2–41.0; mask AP 34.6–37.7' in detection
+    panoptic = cells['| PoolFormer',
+                     'panoptic segmentation (COCO-panoptic): Mask2Former']
+    assert '| S12, S24 | 2 |' in panoptic and panoptic.endswith(
+        '| - | [configs/poolformer/](configs/poolformer/) |')
     # trainable parameters: not the frozen teacher of a distillation config
     riformer = next(r for k, r in cells.items() if k[0] == '| RIFormer')
     assert '11.9–73.5' in riformer

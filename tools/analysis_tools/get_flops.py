@@ -13,15 +13,17 @@ rule (the pooling mixer, GELU, additions) count zero. Rows:
   segmentors, global pooling for classifiers);
 * whole model: ``model(x, mode='tensor')``, the network without
   post-processing: raw head outputs of RetinaNet, logits at 1/4 resolution of
-  a segmentor, class scores of a classifier. For two-stage detectors it runs
-  the RPN and the RoI heads on the RPN's proposals, so it depends on how many
-  proposals survive (random weights here).
+  a segmentor, class scores of a classifier, class and mask logits of every
+  Mask2Former decoder layer. For two-stage detectors it runs the RPN and the
+  RoI heads on the RPN's proposals, so it depends on how many proposals
+  survive (random weights here).
 
 The backbone's ``init_cfg`` is set to None: nothing is downloaded and the
 weights are left as built, which does not change the counts.
 """
 import argparse
 import importlib
+import inspect
 import math
 import os.path as osp
 import sys
@@ -76,13 +78,29 @@ def build_model(cfg: Config) -> nn.Module:
 
 
 def data_samples_for(model: nn.Module, shape):
-    """Image meta-data that a detector's tensor mode reads (RPN proposals)."""
-    if type(model).__module__.split('.')[0] != 'mmdet':
-        return None
-    from mmdet.structures import DetDataSample
+    """Image meta-data that a detector's tensor mode reads (RPN proposals,
+    Mask2Former's masks) or a segmentor's Mask2Former head reads."""
     meta = dict(img_shape=shape, ori_shape=shape, pad_shape=shape,
                 batch_input_shape=shape, scale_factor=(1., 1.))
-    return [DetDataSample(metainfo=meta)]
+    library = type(model).__module__.split('.')[0]
+    if library == 'mmdet':
+        from mmdet.structures import DetDataSample
+        return [DetDataSample(metainfo=meta)]
+    if library == 'mmseg':
+        from mmseg.structures import SegDataSample
+        return [SegDataSample(metainfo=meta)]
+    return None
+
+
+def whole_model(model: nn.Module, samples):
+    """``x -> model(x, samples, mode='tensor')``; for a segmentor whose
+    decode head needs the data samples (mmseg's Mask2Former), which its
+    tensor mode does not pass, the head on the backbone's features."""
+    head = getattr(model, 'decode_head', None)
+    if head is not None and 'batch_data_samples' in inspect.signature(
+            head.forward).parameters:
+        return lambda t: head(model.extract_feat(t), samples)
+    return lambda t: model(t, samples, mode='tensor')
 
 
 def sdpa_flop_jit(inputs, outputs):
@@ -111,9 +129,8 @@ def get_flops(cfg: Config, shape) -> dict:
     if getattr(model, 'neck', None) is not None:
         rows['backbone+neck'] = count(model, [model.backbone, model.neck],
                                       model.extract_feat, x)
-    rows['whole model'] = count(
-        model, [model],
-        lambda t: model(t, samples, mode='tensor'), x)
+    rows['whole model'] = count(model, [model], whole_model(model, samples),
+                                x)
     return rows
 
 

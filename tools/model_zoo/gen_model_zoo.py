@@ -17,10 +17,12 @@ for every listed config:
 * ``FLOPs``: multiply-accumulates (the papers' "MACs") counted by
   ``tools/analysis_tools/get_flops.py`` on ``FLOPs Input``, the papers'
   input of the task (224x224 ImageNet, or the classifier's test crop, e.g.
-  384x384; 1280x800 COCO, 512x512 ADE20K), of
-  the part named in ``FLOPs Counted``: the whole model for classifiers and
-  segmentors, backbone+neck for detectors (the heads of a two-stage detector
-  cost what its random-weight proposals make them cost).
+  384x384; 1280x800 COCO, 512x512 ADE20K), of the part named in
+  ``FLOPs Counted``: the whole model for classifiers and segmentors,
+  backbone+neck for detectors (the heads of a two-stage detector cost what
+  its random-weight proposals make them cost), and the whole model of
+  mmdet's Mask2Former, which has no neck (its pixel decoder and
+  transformer decoder are its head).
 
 Two renderings go between ``<!-- model-zoo:start -->`` and
 ``<!-- model-zoo:end -->`` of a markdown file: the full tables (one row per
@@ -65,6 +67,7 @@ DATASET_TITLES = {
     'ImageNet-1k': 'ImageNet-1k classification',
     'ImageNet-21k': 'ImageNet-21k classification (pre-training)',
     'COCO': 'COCO object detection and instance segmentation',
+    'COCO-panoptic': 'COCO panoptic segmentation',
     'ADE20K': 'ADE20K semantic segmentation',
 }
 METRIC_LABELS = {'Top 1 Accuracy': 'top-1', 'box AP': 'box AP',
@@ -158,7 +161,8 @@ def _quiet():
 
 def flops_setting(cfg) -> tuple:
     """(input shape, part counted) of a config: its scope's, but a
-    classifier evaluated at another crop (e.g. 384x384) at that crop."""
+    classifier evaluated at another crop (e.g. 384x384) at that crop, and
+    the whole model of an mmdet model without a neck (Mask2Former)."""
     scope = cfg.get('default_scope')
     if scope not in FLOPS_SETTINGS:
         raise ToolError(f'{cfg.filename}: no FLOPs setting for default_scope '
@@ -170,6 +174,8 @@ def flops_setting(cfg) -> tuple:
                      'pipeline', []) if t.get('type') == 'CenterCrop']
         if crops and isinstance(crops[-1], int):
             shape = (*shape[:2], crops[-1], crops[-1])
+    if scope == 'mmdet' and cfg.model.get('neck') is None:
+        part = 'whole model'
     return shape, part
 
 
@@ -192,9 +198,8 @@ def measure(config, get_flops=None) -> dict:
         x = torch.rand(*shape)
         if part == 'whole model':
             samples = get_flops.data_samples_for(model, tuple(shape[2:]))
-            row = get_flops.count(
-                model, [model],
-                lambda t: model(t, samples, mode='tensor'), x)
+            row = get_flops.count(model, [model],
+                                  get_flops.whole_model(model, samples), x)
         else:  # backbone+neck
             row = get_flops.count(model, [model.backbone, model.neck],
                                   model.extract_feat, x)
@@ -341,6 +346,9 @@ def _table(models: list, base: Path = ROOT) -> list:
     header += [f'{METRIC_LABELS.get(m, m)} (published)' for m in metrics]
     header += [title for title, _ in extra]
     rows = ['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
+    # a table whose rows count different parts names each row's
+    mixed = len({m.get('Metadata', {}).get('FLOPs Counted')
+                 for m in models}) > 1
     for model in models:
         meta = model.get('Metadata', {})
         config = model['Config']
@@ -349,10 +357,12 @@ def _table(models: list, base: Path = ROOT) -> list:
         if meta.get('Frozen Parameters'):
             params += f' ({_millions(meta["Frozen Parameters"])} frozen)'
         flops = meta.get('FLOPs')
+        flops = '?' if flops is None else f'{flops / 1e9:.2f}'
+        if mixed:
+            flops += f' ({meta.get("FLOPs Counted", "?")})'
         cells = [f'[{Path(config).stem}]({_rel(config, base)})',
                  ', '.join(meta.get('Architecture') or []) or '-',
-                 _schedule(meta), params,
-                 '?' if flops is None else f'{flops / 1e9:.2f}']
+                 _schedule(meta), params, flops]
         values = _values(model)
         cells += [str(values[m]) if m in values else '-' for m in metrics]
         for _, key in extra:
@@ -406,7 +416,8 @@ def render(index: Path = INDEX, base: Path = ROOT) -> str:
 
 # the summary: one row per family and task
 TASKS = {'ImageNet-1k': 'classification', 'ImageNet-21k': 'classification',
-         'COCO': 'detection', 'ADE20K': 'segmentation'}
+         'COCO': 'detection', 'ADE20K': 'segmentation',
+         'COCO-panoptic': 'panoptic segmentation'}
 # collections summarised as one row per task (their models are variations of
 # one network, not a family of sizes)
 ONE_ROW_COLLECTIONS = {'PoolFormer Ablations': 'PoolFormer ablations'}
@@ -482,8 +493,9 @@ def render_summary(index: Path = INDEX, base: Path = ROOT) -> str:
         f'FLOPs settings are in [the model zoo]({docs}). Params: trainable '
         f'parameters of the whole model (frozen teachers and random '
         f'matrices not counted); FLOPs: multiply-accumulates at the papers\' '
-        f'input (224² or the test crop, 1280×800 backbone+neck, 512² whole '
-        f'model); published: the papers\' numbers, not results of ours.',
+        f'input (224² or the test crop; 1280×800 backbone+neck, or the whole '
+        f'model of Mask2Former; 512² whole model); published: the papers\' '
+        f'numbers, not results of ours.',
         '',
         '| family | task | sizes | configs | params (M) | FLOPs (G) | '
         'published | folder |',
