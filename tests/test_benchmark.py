@@ -13,7 +13,14 @@ from helpers import load_tool, tool_error
 from speed import PeakLiveBytes
 from speed.floor import gemm_floor_steps, gemm_flops, record_gemms
 from speed.models import detector_training_input
-from speed.report import PEER, REFERENCE, gpu_table_targets, peer_targets
+from speed.report import (
+    LEAN,
+    PEER,
+    REFERENCE,
+    gpu_table_targets,
+    peer_targets,
+)
+from speed.traffic import OpBytes
 
 benchmark = load_tool('analysis_tools/benchmark.py')
 
@@ -70,7 +77,16 @@ def test_backbone_rows_agree_and_are_reported(tmp_path):
             (PEER, 'best train step >= 1.15x fastest peer'),
             (PEER, 'peak train memory <= 0.6x mmpretrain'),
             (PEER, 'ours: outputs and gradients vs plain, fp32'),
-            (PEER, "ours: fp32 error vs float64 <= 1.1x ours-plain's")} <= targets
+            (PEER, "ours: fp32 error vs float64 <= 1.1x ours-plain's"),
+            (LEAN, 'eager forward traffic <= 0.6x plain')} <= targets
+    # the eager traffic a GPU would see: the lean formulation moves less
+    traffic = results['traffic']
+    assert traffic['batch'] == 128 and traffic['size'] == 64
+    assert set(traffic['rows']) == {'ours', 'ours-plain', 'mmpretrain',
+                                    'timm'}
+    assert 0.5 < traffic['lean_vs_plain'] < 0.95
+    assert traffic['rows']['ours-plain']['total'] == \
+        traffic['rows']['mmpretrain']['total']  # the same op sequence
 
 
 def test_compiled_rows_are_checked_and_timed(tmp_path):
@@ -159,6 +175,15 @@ def test_peer_targets_compare_the_same_function():
     accuracy = got["ours: fp32 error vs float64 <= 1.1x ours-plain's"]
     assert accuracy['ratio'] == pytest.approx(0.9) and accuracy['met']
     assert not got["ours+compile: fp32 error vs float64 <= 1.1x ours-plain's"]['met']
+    # compiled against compiled: mmpretrain+compile (95) vs ours+compile
+    # (80) and timm+compile (90) vs ours-raw+compile (78): timm is closer
+    infer = got['compiled inference >= 1.10x fastest compiled peer']
+    assert (infer['ours'], infer['reference']) == ('ours-raw+compile',
+                                                   'timm+compile')
+    assert infer['ratio'] == pytest.approx(90 / 78) and infer['met']
+    train = got['compiled train step >= 1.05x fastest compiled peer']
+    assert train['ratio'] == pytest.approx(400 / 345) and train['met']
+    assert infer['group'] == train['group'] == LEAN
 
 
 def test_gpu_table_targets():
@@ -242,7 +267,8 @@ def test_gpu_table_dry_run_on_cpu(tmp_path, capsys):
     table = json.loads(out.read_text())
     assert table['dtype'] == 'bf16'  # AMP bf16 is the table's default
     s12, fpn = table['items']['poolformer_s12'], table['items']['fpn']
-    assert set(s12['rows']) == {'ours', 'ours-raw', 'mmpretrain', 'timm'}
+    assert set(s12['rows']) == {'ours', 'ours-plain', 'ours-raw', 'mmpretrain',
+                                'timm'}
     assert s12['config'] == dict(batch=1, size=64)
     assert all(r['infer_ms'] > 0 and r['train_ms'] > 0
                for r in s12['rows'].values())
@@ -299,3 +325,17 @@ def test_bad_arguments_are_one_clear_error():
     with pytest.raises(SystemExit) as info:
         benchmark.main(['--rows', 'ours,mmpretrain+jit'])
     assert info.value.code == 2  # argparse: usage error naming the rows
+
+
+def test_op_bytes_counts_what_each_op_moves():
+    """Inputs read once each (a broadcast dimension once), outputs written;
+    views and an input handed back unchanged move nothing."""
+    a = torch.ones(1000, 8, device='meta')
+    b = torch.ones(8, device='meta')
+    with OpBytes() as counter:
+        c = a + b                          # reads 32 KB + 32 B, writes 32 KB
+        c.t().reshape(8000)[:10]           # a copy of 32 KB, then a view
+        torch.ops.aten.dropout(c, 0.5, False)  # c itself
+    assert counter.read == 32000 + 32 + 32000
+    assert counter.written == 32000 + 32000
+    assert counter.by_op == {'add': 64032, 'clone': 64000}

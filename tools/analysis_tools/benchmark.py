@@ -104,6 +104,7 @@ from speed.timing import (
     is_cuda,
     time_ms,
 )
+from speed.traffic import eager_traffic, format_traffic
 
 
 class ToolError(Exception):
@@ -117,11 +118,11 @@ DEFAULT_ROWS = ('ours', 'ours+compile', 'ours-plain', 'ours-deploy',
                 'ours-raw', 'ours-raw+compile', 'mmpretrain',
                 'mmpretrain+compile', 'timm', 'timm+compile', 'onnxruntime',
                 'floor', 'floor+convs')
-KNOWN_ROWS = DEFAULT_ROWS + ('ours-deploy+compile', )
+KNOWN_ROWS = DEFAULT_ROWS + ('ours-deploy+compile', 'ours-plain+compile')
 # ours compiled is ours-raw+compile there: the function timm computes (the
 # inference targets), one compiled model of ours less to build per arch
-GPU_TABLE_ROWS = ('ours', 'ours-raw', 'ours-raw+compile', 'mmpretrain',
-                  'timm', 'timm+compile')
+GPU_TABLE_ROWS = ('ours', 'ours-plain', 'ours-raw', 'ours-raw+compile',
+                  'mmpretrain', 'timm', 'timm+compile')
 GPU_TABLE_ITEMS = tuple(ARCHS) + tuple(DETECTORS)
 
 
@@ -165,6 +166,8 @@ def parse_args(argv=None):
     parser.add_argument('--compile-deploy', action='store_true',
                         help='add ours-deploy+compile (inductor, frozen '
                         'weights, inference)')
+    parser.add_argument('--no-traffic', action='store_true',
+                        help='leave out the count of eager memory traffic')
     parser.add_argument('--no-onnx', action='store_true',
                         help='leave out the onnxruntime row')
     parser.add_argument('--modes', default='infer,train')
@@ -558,7 +561,11 @@ def run_backbones(args, wanted=None):
             r['recompile_limit_hits'] = first.limit_hits[name]
         rows[name] = r
     targets = BACKBONE_TARGETS['onnxruntime'] + BACKBONE_TARGETS[ref_name]
-    extra = dict(max_rel_diff_fp32=diffs, low_precision_rel_deviation=low,
+    traffic = None
+    if not args.no_traffic:
+        traffic = eager_traffic(eager, args.size)
+        print(format_traffic(traffic))
+    extra = dict(traffic=traffic, max_rel_diff_fp32=diffs, low_precision_rel_deviation=low,
                  reference=ref_name, failed_rows=first.failed,
                  plain_equality_detail=equality,
                  plain_equality={n: _worst(e) for n, e in equality.items()},

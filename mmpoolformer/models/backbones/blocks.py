@@ -42,6 +42,7 @@ class MetaFormerBlock(nn.Module):
                     Scale(dim, value, tokens_last))
 
         self.residual = residual
+        self.tokens_last = tokens_last
         if not residual:
             res_scale_init_value, drop_path_rate = None, 0.
         self.norm1 = build_norm(norm_cfg, dim)

@@ -8,58 +8,32 @@ the pooling identity, norm affines and layer scales folded into the MLP
 GEMMs (recomputed from the live Parameters at every call: nothing is cached),
 activations recomputed in backward. Everywhere else -- under
 ``torch.compile`` / ``torch.export`` (dynamo), ``torch.jit.trace``,
-``torch.fx``, on CUDA or any other device, for tensor subclasses -- it runs
-its plain parent's forward, so compilers, tracers and FLOP counters see the
-plain formulation's ordinary torch ops and the default model is never
-slower than the plain one where the oneDNN fusions do not apply.
+``torch.fx``, on CUDA or any other device, for tensor subclasses -- a block
+computes the lean formulation of :mod:`.lean` in standard torch ops, which
+compilers, tracers and FLOP counters see. A block whose submodules carry
+hooks (or while global module hooks are registered) runs its plain parent's
+forward, so every hook fires on the tensors it expects.
 """
 from typing import Optional
 
 import torch
 import torch.nn as nn
-from mmcv.cnn.bricks import DropPath
 
+from . import lean
 from .blocks import MetaFormerBlock
 from .fused_ops import linear, norm_mlp, pool_mix, sep_conv_mix, to_nchw, to_nhwc
 from .layers import Downsampling, StarReLU, matrix, norm_kind, scale_vector
+from .lean import autocast_enabled, drops, gemm_dtype, has_hooks, in_graph_capture, keep_factor
 from .token_mixers import Affine, Attention, IdentityMixer, Pooling, SepConv
 
 Tensor = torch.Tensor
 
 
-def _is_compiling() -> bool:
-    check = getattr(torch.compiler, 'is_compiling', None)  # torch >= 2.3
-    if check is None:
-        check = torch._dynamo.is_compiling
-    return check()
-
-
-def _autocast_enabled(device_type: str) -> bool:
-    try:
-        return torch.is_autocast_enabled(device_type)  # torch >= 2.4
-    except TypeError:
-        return torch.is_autocast_cpu_enabled() if device_type == 'cpu' \
-            else torch.is_autocast_enabled()
-
-
-def gemm_dtype(x: Tensor) -> torch.dtype:
-    """The dtype autocast would run a GEMM on ``x`` in (``x.dtype`` when
-    autocast is off)."""
-    if not _autocast_enabled(x.device.type):
-        return x.dtype
-    try:
-        return torch.get_autocast_dtype(x.device.type)  # torch >= 2.4
-    except AttributeError:
-        return torch.get_autocast_cpu_dtype()
-
-
 def fused_kernels_apply(x) -> bool:
     """Whether the eager fused kernels run on ``x``: a plain CPU tensor,
     outside compilers and tracers."""
-    if _is_compiling() or isinstance(x, torch.fx.Proxy) or \
-            torch.jit.is_tracing():
-        return False
-    return type(x) is torch.Tensor and x.device.type == 'cpu'
+    return not in_graph_capture(x) and type(x) is torch.Tensor and \
+        x.device.type == 'cpu'
 
 
 # ----------------------------------------------------- channels-last pieces
@@ -120,22 +94,6 @@ def act_kind(act: nn.Module) -> Optional[str]:
     return None
 
 
-def _drops(drop_path: nn.Module) -> bool:
-    return isinstance(drop_path, DropPath) and drop_path.training and \
-        drop_path.drop_prob > 0
-
-
-def _keep(drop_path: nn.Module, x: Tensor) -> Optional[Tensor]:
-    """Per-sample factor of stochastic depth, drawn exactly as mmcv's
-    ``DropPath`` draws it (same RNG calls), or None when inactive."""
-    if not _drops(drop_path):
-        return None
-    keep_prob = 1 - drop_path.drop_prob
-    shape = (x.shape[0], ) + (1, ) * (x.ndim - 1)
-    noise = torch.rand(shape, dtype=x.dtype, device=x.device)
-    return (keep_prob + noise).floor_() / keep_prob
-
-
 def _scaled(layer: nn.Module, ls: Optional[Tensor]):
     """``layer``'s (weight matrix, bias) with the layer scale ``ls`` that
     follows it folded in, from the live Parameters (differentiable; redone
@@ -167,8 +125,10 @@ class FastMetaFormerBlock(MetaFormerBlock):
     the plain block does: NCHW maps (channels-last in memory) or tokens."""
 
     def forward(self, x: Tensor) -> Tensor:
+        if has_hooks(self):
+            return super().forward(x)  # the plain modules: hooks see them
         if not fused_kernels_apply(x):
-            return super().forward(x)
+            return lean.block_forward(self, x)
         if x.dim() == 3:  # (B, N, C) tokens already are channels-last
             return self.forward_channels_last(x)
         return to_nchw(self.forward_channels_last(to_nhwc(x)))
@@ -181,7 +141,7 @@ class FastMetaFormerBlock(MetaFormerBlock):
         ls, res = scale_vector(self.layer_scale1), scale_vector(self.res_scale1)
         if isinstance(self.token_mixer, Pooling) and self.residual and \
                 norm_kind(self.norm1) == 'group':
-            if _autocast_enabled(x.device.type):
+            if autocast_enabled(x.device.type):
                 # the residual stream stays fp32 (the plain ops' is fp32
                 # after a layer scale, bf16 without one)
                 x = x.float()
@@ -190,7 +150,7 @@ class FastMetaFormerBlock(MetaFormerBlock):
             k = x.new_ones(x.shape[-1]) if gamma is None else gamma
             k = k if ls is None else k * ls
             k = k.expand(x.shape[0], -1)
-            keep = _keep(self.drop_path, x)
+            keep = keep_factor(self.drop_path, x)
             if keep is not None:
                 k = k * keep.reshape(-1, 1)
             return pool_mix(x, k, res, self.norm1.bias,
@@ -219,7 +179,7 @@ class FastMetaFormerBlock(MetaFormerBlock):
             branch = branch * ls
         if not self.residual:
             return branch
-        keep = _keep(self.drop_path, branch)
+        keep = keep_factor(self.drop_path, branch)
         if keep is not None:
             branch = branch * keep
         return branch + (x if res is None else x * res)
@@ -248,7 +208,7 @@ class FastMetaFormerBlock(MetaFormerBlock):
 
         if not self.residual:
             return branch()
-        if not _drops(self.drop_path):
+        if not drops(self.drop_path):
             return branch(y if res is None else y * res)
         return self._residual(y, res, branch(), None)
 
@@ -258,7 +218,7 @@ class FastDownsampling(Downsampling):
     norm over C without a layout change, the convolution channels-last."""
 
     def forward(self, x: Tensor) -> Tensor:
-        if not fused_kernels_apply(x):
+        if not fused_kernels_apply(x) or has_hooks(self):
             return super().forward(x)
         x = to_nhwc(x)
         if self.norm_first:

@@ -170,11 +170,6 @@ class RIFormerDistiller(ImageClassifier):
         self.imitates = any(self.loss_weights[k] for k in IMITATION)
         if self.imitates or init_student_from_teacher:
             self._check_same_shape()
-        if self.imitates:
-            # hooks see the mixers only in the plain formulation: the fast
-            # path fuses norm1, the mixer and the residual into one op
-            self.backbone.fast_path = False
-            self.teacher.backbone.fast_path = False
         # checkpoints hold the student only; the teacher comes from its
         # config and checkpoint (init_weights), also when resuming
         self._register_state_dict_hook(_drop_teacher_keys)

@@ -88,7 +88,7 @@ def has_output_norms(row: str, reference: str) -> bool:
     return base not in ('timm', 'ours-raw')
 
 
-COMPILABLE = ('ours', 'ours-raw', 'mmpretrain', 'timm')
+COMPILABLE = ('ours', 'ours-raw', 'ours-plain', 'mmpretrain', 'timm')
 
 
 def compiled(model: nn.Module, freezing: bool = False,

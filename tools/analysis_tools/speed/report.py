@@ -43,6 +43,13 @@ OURS_DEFAULT = {True: ('ours', ), False: ('ours-raw', )}  # by output norms
 OURS_BEST = {True: ('ours', 'ours+compile', 'ours-deploy',
                     'ours-deploy+compile'),
              False: ('ours-raw', 'ours-raw+compile')}
+# compiled against compiled: ours under torch.compile (the lean formulation)
+# against the fastest compiled peer computing the same function
+COMPILED_PEERS = ('mmpretrain+compile', 'timm+compile')
+OURS_COMPILED = {True: ('ours+compile', ), False: ('ours-raw+compile', )}
+COMPILED_TARGETS = (
+    ('compiled inference >= 1.10x fastest compiled peer', 'infer', 1.10),
+    ('compiled train step >= 1.05x fastest compiled peer', 'train', 1.05))
 PLAIN_TOL = 1e-5  # outputs and gradients against the plain formulation
 
 
@@ -72,7 +79,8 @@ def best_row(results, pattern, metric):
 
 
 #: target groups, by what they compare
-REFERENCE, PEER, GPU = 'vs reference', 'vs fastest peer', 'GPU'
+REFERENCE, PEER, LEAN, GPU = ('vs reference', 'vs fastest peer',
+                                  'lean formulation', 'GPU')
 
 
 def _target(label, ours, ref, value, op, goal, group):
@@ -92,11 +100,11 @@ def check_targets(results, targets, group=REFERENCE):
     return out
 
 
-def _fastest_peer(results, metric, ours_rows):
+def _fastest_peer(results, metric, ours_rows, peers=PEERS):
     """``(ratio, our row, peer row)`` against the peer that comes closest:
     for every peer, the fastest of ``ours_rows[its output norms]``."""
     worst = None
-    for peer in PEERS:
+    for peer in peers:
         peer_ms = _metric(results, peer, metric)
         if peer_ms is None:
             continue
@@ -126,6 +134,15 @@ def peer_targets(results):
         if found is not None:
             out.append(_target(label, found[1], found[2], found[0], '>=',
                                goal, PEER))
+    for label, metric, goal in COMPILED_TARGETS:
+        found = _fastest_peer(results, metric, OURS_COMPILED, COMPILED_PEERS)
+        if found is not None:
+            out.append(_target(label, found[1], found[2], found[0], '>=',
+                               goal, LEAN))
+    lean = (results.get('traffic') or {}).get('lean_vs_plain')
+    if lean is not None:
+        out.append(_target('eager forward traffic <= 0.6x plain', 'ours',
+                           'ours-plain', lean, '<=', 0.6, LEAN))
     ref = results.get('reference')
     ours = OURS_DEFAULT[has_norms(results, ref)][0]
     value = ratio(results, ref, ours, 'peak')
