@@ -36,6 +36,7 @@ LAZY_MODULES = {
     'MetaFormerClsHead': 'mmpoolformer.models.heads',
     'RIFormerDistiller': 'mmpoolformer.models.classifiers',
     'SafeCheckpointHook': 'mmpoolformer.engine',
+    'RankZeroLoggerHook': 'mmpoolformer.engine',
     'LayerDecayOptimWrapperConstructor': 'mmpoolformer.engine.optimizers',
     'LoadImageOrSkip': 'mmpoolformer.datasets',
 }

@@ -1,4 +1,6 @@
 """Test tiers: everything runs on a CPU except tests marked ``cuda``.
+Tests marked ``slow`` (multi-process runs repeated or across nodes) run in
+``make test`` too; ``pytest -m 'not slow'`` leaves them out locally.
 
 ``pytest -m cuda`` runs only the CUDA tier (tests/test_cuda.py), which is
 skipped without a CUDA GPU and never needed by CI. ``--tier-device cpu``
@@ -20,6 +22,9 @@ def pytest_configure(config):
     config.addinivalue_line(
         'markers', 'cuda: needs a CUDA GPU (skipped without one); '
         '`pytest -m cuda` runs only these')
+    config.addinivalue_line(
+        'markers', 'slow: repeated or multi-node distributed runs '
+        '(minutes); `pytest -m "not slow"` leaves them out')
 
 
 @pytest.fixture(scope='session')

@@ -2,7 +2,11 @@
 promises (speed is never asserted here: it lives in the benchmark only)."""
 import json
 import logging
+import os
+import subprocess
+import sys
 from collections import Counter
+from pathlib import Path
 
 import pytest
 import torch
@@ -21,6 +25,8 @@ from speed.report import (
     peer_targets,
 )
 from speed.traffic import OpBytes
+
+ROOT = Path(__file__).resolve().parents[1]
 
 benchmark = load_tool('analysis_tools/benchmark.py')
 
@@ -339,3 +345,29 @@ def test_op_bytes_counts_what_each_op_moves():
     assert counter.read == 32000 + 32 + 32000
     assert counter.written == 32000 + 32000
     assert counter.by_op == {'add': 64032, 'clone': 64000}
+
+
+def test_gpu_bundle_carries_pure_python_openmmlab(tmp_path):
+    """``gpu_table.sh --bundle DIR``: the OpenMMLab packages without
+    compiled code, small enough to carry, and enough for our backbones and
+    mmpretrain's reference (mmcv without its ops)."""
+    site = tmp_path / 'site'
+    script = ROOT / 'tools/analysis_tools/gpu_table.sh'
+    subprocess.run(['bash', str(script), '--bundle', str(site)], check=True,
+                   capture_output=True, env={**os.environ,
+                                             'PYTHON': sys.executable})
+    assert {'mmengine', 'mmcv', 'mmpretrain', 'addict', 'yapf'} <= {
+        p.name for p in site.iterdir()}
+    files = [p for p in site.rglob('*') if p.is_file()]
+    assert not [p for p in files if p.suffix == '.so']
+    assert sum(p.stat().st_size for p in files) < 48 * 2**20
+    probe = ('import mmcv, mmpretrain.models, mmpoolformer.models as m, '
+             'torch; print(mmcv.__file__); '
+             'print(m.PoolFormer(dict(depths=[1] * 4, embed_dims=[8] * 4))'
+             '(torch.randn(1, 3, 32, 32))[0].shape)')
+    out = subprocess.run(
+        [sys.executable, '-c', probe], check=True, capture_output=True,
+        text=True, cwd=tmp_path,
+        env={**os.environ, 'PYTHONPATH': f'{site}:{ROOT}'}).stdout.split()
+    assert out[0].startswith(str(site))
+    assert out[-4:] == ['torch.Size([1,', '8,', '8,', '8])']

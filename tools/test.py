@@ -22,6 +22,7 @@ from cli import (
     check_neck_channels,
     check_samples,
     check_work_dir,
+    checked_by_main_rank,
     dataset_errors,
     exit_on_tool_error,
     load_config,
@@ -54,11 +55,15 @@ def main(argv=None):
         if args.out is not None:
             check_output_path(args.out, args.force)
         check_work_dir(cfg, args.config, train=False)
-        check_datasets(cfg, ['test_dataloader'], ['test_evaluator'])
         check_neck_channels(cfg)
-        if not args.skip_data_check:
-            check_samples(cfg, ['test_dataloader'],
-                          decode=args.full_data_check)
+
+        def check_data():
+            check_datasets(cfg, ['test_dataloader'], ['test_evaluator'])
+            if not args.skip_data_check:
+                check_samples(cfg, ['test_dataloader'],
+                              decode=args.full_data_check)
+
+        cfg = checked_by_main_rank(cfg, check_data)
         with dataset_errors():
             return build_and_run(cfg, lambda runner: test(runner, args.out))
 

@@ -19,6 +19,7 @@ from cli import (
     check_neck_channels,
     check_samples,
     check_work_dir,
+    checked_by_main_rank,
     dataset_errors,
     exit_on_tool_error,
     load_config,
@@ -51,10 +52,14 @@ def main(argv=None):
         validates = cfg.get('val_cfg') is not None and \
             cfg.get('val_dataloader') is not None
         loaders = ['train_dataloader'] + ['val_dataloader'] * validates
-        check_datasets(cfg, loaders, ['val_evaluator'] * validates)
         check_neck_channels(cfg)
-        if not args.skip_data_check:
-            check_samples(cfg, loaders, decode=args.full_data_check)
+
+        def check_data():
+            check_datasets(cfg, loaders, ['val_evaluator'] * validates)
+            if not args.skip_data_check:
+                check_samples(cfg, loaders, decode=args.full_data_check)
+
+        cfg = checked_by_main_rank(cfg, check_data)
         skip_unreadable_training_images(cfg)
         with dataset_errors():
             build_and_run(cfg, lambda runner: runner.train())

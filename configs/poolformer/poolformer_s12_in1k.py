@@ -72,4 +72,6 @@ auto_scale_lr = dict(base_batch_size=4096)
 # mmengine's CheckpointHook with crash-safe saving
 # (mmpoolformer/engine/checkpoint_hook.py); the base's interval and other
 # options stay
-default_hooks = dict(checkpoint=dict(type='mmpoolformer.SafeCheckpointHook'))
+default_hooks = dict(
+    checkpoint=dict(type='mmpoolformer.SafeCheckpointHook'),
+    logger=dict(type='mmpoolformer.RankZeroLoggerHook'))

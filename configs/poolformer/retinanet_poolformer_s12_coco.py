@@ -45,4 +45,6 @@ auto_scale_lr = dict(enable=False, base_batch_size=16)
 # mmengine's CheckpointHook with crash-safe saving
 # (mmpoolformer/engine/checkpoint_hook.py); the base's interval and other
 # options stay
-default_hooks = dict(checkpoint=dict(type='mmpoolformer.SafeCheckpointHook'))
+default_hooks = dict(
+    checkpoint=dict(type='mmpoolformer.SafeCheckpointHook'),
+    logger=dict(type='mmpoolformer.RankZeroLoggerHook'))

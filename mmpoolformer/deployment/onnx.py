@@ -3,8 +3,8 @@ with a dynamic batch and spatial size, and its check in onnxruntime.
 
 What the exported graph contains, and why:
 
-* **the plain formulation**: under the exporters' tracing the backbones'
-  fused blocks run their plain formulation (ordinary torch ops, the same
+* **standard operators**: under the exporters' tracing the backbones'
+  blocks run their lean formulation (ordinary torch ops, the same
   function), never the eager oneDNN kernels, which have no ONNX form;
 * **no GroupNorm operator**: ``nn.GroupNorm`` exports as Reshape +
   ``InstanceNormalization`` or, in newer opsets, ``GroupNormalization``,

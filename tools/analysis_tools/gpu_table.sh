@@ -9,20 +9,21 @@
 #       peak memory; then the backbones' CUDA tests. Writes OUT_DIR/gpu_table.json (an
 #       item already there is kept: a run cut short resumes), gpu_table.md,
 #       and the logs. OUT_DIR defaults to work_dirs/gpu_table.
-#   bash tools/analysis_tools/gpu_table.sh --bundle [PYTHON]
-#       copy the pure-Python parts of PYTHON's OpenMMLab packages and their
-#       small dependencies into .gpu_site/ (git-ignored, ~15 MB) for a GPU
-#       machine that has PyTorch and timm but no OpenMMLab; the table then
-#       puts .gpu_site/ on PYTHONPATH. mmcv's compiled ops do not travel, so
-#       the detector items need a full install there.
+#   bash tools/analysis_tools/gpu_table.sh --bundle [DIR]
+#       copy the pure-Python parts of this environment's OpenMMLab packages
+#       ($PYTHON, default .venv/bin/python) and their small dependencies
+#       into DIR (default .gpu_site/, git-ignored; ~11 MB) for a GPU machine
+#       that has PyTorch and timm but no OpenMMLab; the table puts
+#       .gpu_site/ on PYTHONPATH when it is there. mmcv's compiled ops do not
+#       travel: the detector items need a full install on that machine.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 SITE=.gpu_site
 
 if [[ ${1:-} == --bundle ]]; then
-    PY=${2:-.venv/bin/python}
-    rm -rf "$SITE"
-    "$PY" - "$SITE" <<'EOF'
+    DEST=${2:-$SITE}
+    rm -rf "$DEST"
+    "${PYTHON:-.venv/bin/python}" - "$DEST" <<'EOF'
 import importlib.util
 import os
 import shutil
@@ -46,7 +47,7 @@ for name in packages:
         shutil.copy(spec.origin, dest)
     print(f'{name}: copied')
 EOF
-    du -sh "$SITE"
+    du -sh "$DEST"
     exit 0
 fi
 

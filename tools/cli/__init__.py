@@ -15,6 +15,7 @@ from .runner import (
                      build_and_run,
                      build_runner,
                      check_work_dir,
+                     checked_by_main_rank,
                      load_config,
                      parse_args,
                      prepare_distributed,
@@ -27,7 +28,7 @@ __all__ = [
     'SCOPES', 'DatasetError', 'ToolError', 'add_common_args',
     'add_dump_metric', 'apply_test_args', 'apply_train_args', 'build_runner',
     'check_datasets', 'check_work_dir', 'dataset_errors',
-    'build_and_run',
+    'build_and_run', 'checked_by_main_rank',
     'exit_on_tool_error', 'load_config', 'parse_args', 'prepare_distributed',
     'require_file'
 ]

@@ -18,7 +18,7 @@ import re
 import torch
 from mmengine.config import Config, DictAction
 from mmengine.device import get_device
-from mmengine.dist import is_distributed
+from mmengine.dist import broadcast_object_list, get_rank, init_dist, is_distributed
 from mmengine.logging import print_log
 from mmengine.registry import init_default_scope
 from mmengine.runner import Runner
@@ -92,6 +92,18 @@ def load_config(args):
     elif cfg.get('work_dir') is None:
         cfg.work_dir = osp.join(
             './work_dirs', osp.splitext(osp.basename(args.config))[0])
+    return one_writer_per_file(cfg)
+
+
+def one_writer_per_file(cfg):
+    """mmengine's ``LoggerHook`` writes the test metrics file from every
+    rank at once; :class:`mmpoolformer.RankZeroLoggerHook` (the same hook,
+    one writer) takes its place. Checkpoints, predictions (``--out``) and
+    visualisations are written by the main rank or per rank already."""
+    logger = (cfg.get('default_hooks') or {}).get('logger')
+    if isinstance(logger, dict) and logger.get('type') in (
+            'LoggerHook', 'mmengine.LoggerHook'):
+        logger['type'] = 'mmpoolformer.RankZeroLoggerHook'
     return cfg
 
 
@@ -265,7 +277,12 @@ def prepare_distributed(cfg):
     Runner then skips ``init_dist``) and wrap the model with
     ``device_ids=None``. With CUDA nothing changes.
     """
-    if cfg.launcher == 'none' or torch.cuda.is_available():
+    if cfg.launcher == 'none':
+        return cfg
+    if torch.cuda.is_available():
+        if not torch.distributed.is_initialized():  # as the Runner would
+            init_dist(cfg.launcher, **cfg.get('env_cfg', {}).get(
+                'dist_cfg', {}))
         return cfg
     if cfg.launcher != 'pytorch':
         raise ToolError(f'--launcher {cfg.launcher} needs CUDA GPUs; without '
@@ -287,6 +304,37 @@ def prepare_distributed(cfg):
         wrapper.setdefault('device_ids', None)
     cfg.model_wrapper_cfg = wrapper
     return cfg
+
+
+def checked_by_main_rank(cfg, check):
+    """Run the pre-flight ``check()`` once per job: in a distributed run
+    the main rank checks and the others wait for its verdict (one reader
+    of the data, not one per rank). Starts the process group the Runner
+    will use; returns the config as :func:`prepare_distributed` does.
+
+    A problem found stops every rank: the main rank raises it, the others
+    say that it did."""
+    cfg = prepare_distributed(cfg)
+    if not is_distributed():
+        check()
+        return cfg
+    verdict, error, rank = [None], None, get_rank()
+    if rank == 0:
+        try:
+            check()
+        except BaseException as exc:  # a bug, too, must not hang the rest
+            error = exc
+            verdict = [(isinstance(exc, ToolError), str(exc))]
+    broadcast_object_list(verdict)
+    if verdict[0] is None:
+        return cfg
+    torch.distributed.destroy_process_group()
+    if error is not None:
+        raise error
+    tool_error, _ = verdict[0]
+    message = (f'stopped on rank {rank}: the main rank found a '
+               'problem before the run (its error says which)')
+    raise ToolError(message) if tool_error else RuntimeError(message)
 
 
 def build_and_run(cfg, work):

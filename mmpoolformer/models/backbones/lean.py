@@ -32,6 +32,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from mmcv.cnn.bricks import DropPath
+from torch.nn.modules import module as module_globals
 
 from .layers import StarReLU, matrix, norm_kind, scale_vector
 from .token_mixers import Affine, Attention, IdentityMixer, Pooling, SepConv
@@ -78,16 +79,14 @@ def gemm_dtype(x: Tensor) -> torch.dtype:
 
 _HOOK_DICTS = ('_forward_hooks', '_forward_pre_hooks', '_backward_hooks',
                '_backward_pre_hooks')
+_GLOBAL_HOOKS = tuple(f'_global{name}' for name in _HOOK_DICTS)
 
 
 def has_hooks(module: nn.Module) -> bool:
     """Whether a submodule of ``module`` (not ``module`` itself) or the
     global module hooks would observe its submodules' calls: then only the
     plain formulation, which calls them, honours the hooks."""
-    from torch.nn.modules import module as module_globals
-    if module_globals._global_forward_hooks or \
-            module_globals._global_forward_pre_hooks or \
-            module_globals._global_backward_hooks:
+    if any(getattr(module_globals, name, None) for name in _GLOBAL_HOOKS):
         return True
     for child in module.modules():
         if child is not module and any(

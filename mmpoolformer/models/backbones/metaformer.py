@@ -83,15 +83,17 @@ class MetaFormer(BaseModule):
             stages ``< k`` and their output norms. Defaults to -1.
         norm_eval (bool): Keep BatchNorm layers in eval mode while training.
         with_cp (bool): Recompute each block in backward to save memory.
-        fast_path (bool): Swap in the fused twins of the blocks and
+        fast_path (bool): Swap in the fast twins of the blocks and
             downsamplings (:mod:`.fast_blocks`): in eager mode on CPU they
             run the fused channels-last kernels (same function and
             gradients up to fp32 rounding; faster, about half the
             activation memory); under compilers and tracers and on other
-            devices they run the plain formulation. The parameters, the
-            state dict and the NCHW module boundaries are the same either
-            way. ``False`` builds only the plain modules. Setting the
-            attribute converts the model. Defaults to True.
+            devices the blocks run the lean formulation (:mod:`.lean`,
+            standard torch ops, fewer passes over the activations). A block
+            whose submodules carry hooks runs its plain modules. The
+            parameters, the state dict and the NCHW module boundaries are
+            the same either way. ``False`` builds only the plain modules.
+            Setting the attribute converts the model. Defaults to True.
         init_cfg (dict | list[dict], optional): ``dict(type='Pretrained',
             checkpoint=..., prefix=...)`` loads any layout that
             :mod:`mmpoolformer.checkpoint` recognises. Weights are loaded by
