@@ -371,3 +371,20 @@ def test_gpu_bundle_carries_pure_python_openmmlab(tmp_path):
         env={**os.environ, 'PYTHONPATH': f'{site}:{ROOT}'}).stdout.split()
     assert out[0].startswith(str(site))
     assert out[-4:] == ['torch.Size([1,', '8,', '8,', '8])']
+
+
+def test_gpu_table_script_dry_run(tmp_path):
+    """The one-command GPU table, as a dry run on the CPU: the table file,
+    its markdown and the CUDA tests' log (skipped here)."""
+    out = tmp_path / 'gpu'
+    proc = subprocess.run(
+        ['bash', str(ROOT / 'tools/analysis_tools/gpu_table.sh'), str(out),
+         'poolformer_s12'], capture_output=True, text=True, timeout=600,
+        env={**os.environ, 'PYTHON': sys.executable, 'REPS': '1',
+             'BENCH_ARGS': '--device cpu --batch 1 --size 64 --warmup 0 '
+                           '--no-compile'})
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    table = json.loads((out / 'gpu_table.json').read_text())
+    assert list(table['items']) == ['poolformer_s12']
+    assert '| poolformer_s12 | ours |' in (out / 'gpu_table.md').read_text()
+    assert 'skipped' in (out / 'cuda_tests.log').read_text()

@@ -6,9 +6,13 @@
 #       ConvFormer-S18, CAFormer-S18, then PoolFormer-S24 and -M36) under AMP
 #       bf16, batch 128 at 224²: ours (lean on the GPU), ours-plain,
 #       mmpretrain, timm, eager and compiled, inference and a training step,
-#       peak memory; then the backbones' CUDA tests. Writes OUT_DIR/gpu_table.json (an
-#       item already there is kept: a run cut short resumes), gpu_table.md,
-#       and the logs. OUT_DIR defaults to work_dirs/gpu_table.
+#       peak memory; then the backbones' CUDA tests. Writes
+#       OUT_DIR/gpu_table.json (an item already there is kept: a run cut
+#       short resumes), gpu_table.md and the logs; OUT_DIR defaults to
+#       work_dirs/gpu_table. No item starts after BUDGET seconds (default
+#       420): run it again to measure the rest. BENCH_ARGS adds options of
+#       benchmark.py (``--device cpu --batch 1 --size 64 --no-compile`` is a
+#       dry run without a GPU).
 #   bash tools/analysis_tools/gpu_table.sh --bundle [DIR]
 #       copy the pure-Python parts of this environment's OpenMMLab packages
 #       ($PYTHON, default .venv/bin/python) and their small dependencies
@@ -23,7 +27,7 @@ SITE=.gpu_site
 if [[ ${1:-} == --bundle ]]; then
     DEST=${2:-$SITE}
     rm -rf "$DEST"
-    "${PYTHON:-.venv/bin/python}" - "$DEST" <<'EOF'
+    "${PYTHON:-.venv/bin/python}" - "$DEST" <<'PYTHON'
 import importlib.util
 import os
 import shutil
@@ -46,13 +50,14 @@ for name in packages:
         os.makedirs(dest, exist_ok=True)
         shutil.copy(spec.origin, dest)
     print(f'{name}: copied')
-EOF
+PYTHON
     du -sh "$DEST"
     exit 0
 fi
 
 OUT=${1:-work_dirs/gpu_table}
 ITEMS=${2:-poolformer_s12,poolformerv2_s12,convformer_s18,caformer_s18,poolformer_s24,poolformer_m36}
+BUDGET=${BUDGET:-420}
 PY=${PYTHON:-python3}
 mkdir -p "$OUT"
 if [[ -d $SITE ]]; then
@@ -63,13 +68,22 @@ fi
 export PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv \
     > "$OUT/device.txt" 2>&1 || true
-"$PY" -c 'import torch; print("torch", torch.__version__, torch.cuda.get_device_name())' \
+"$PY" -c 'import torch; print("torch", torch.__version__, torch.cuda.get_device_name()
+                               if torch.cuda.is_available() else "(no CUDA device)")' \
     | tee -a "$OUT/device.txt"
 start=$SECONDS
-"$PY" tools/analysis_tools/benchmark.py --gpu-table "$OUT/gpu_table.json" \
-    --items "$ITEMS" --reps "${REPS:-10}" --warmup 3 2>&1 | tee "$OUT/gpu_table.log"
+for item in ${ITEMS//,/ }; do
+    if (( SECONDS - start > BUDGET )); then
+        echo "budget of $BUDGET s spent: $item and later items are left for the next run" \
+            | tee -a "$OUT/gpu_table.log"
+        break
+    fi
+    "$PY" tools/analysis_tools/benchmark.py --gpu-table "$OUT/gpu_table.json" \
+        --items "$item" --reps "${REPS:-10}" --warmup 3 ${BENCH_ARGS:-} 2>&1 \
+        | tee -a "$OUT/gpu_table.log"
+done
 echo "GPU table: $((SECONDS - start)) s" | tee -a "$OUT/gpu_table.log"
-"$PY" - "$OUT" <<'EOF'
+"$PY" - "$OUT" <<'PYTHON'
 import json
 import sys
 
@@ -81,7 +95,7 @@ with open(f'{out}/gpu_table.json') as f:
     table = json.load(f)
 with open(f'{out}/gpu_table.md', 'w') as f:
     f.write(format_gpu_table(table) + '\n')
-EOF
+PYTHON
 # the backbone tests on the GPU (the detector ones need mmcv's CUDA ops)
 "$PY" -m pytest tests/test_cuda.py -q -p no:cacheprovider -m cuda \
     -k 'equals_plain or with_cp' 2>&1 | tail -n 30 | tee "$OUT/cuda_tests.log"

@@ -18,7 +18,7 @@ import re
 import torch
 from mmengine.config import Config, DictAction
 from mmengine.device import get_device
-from mmengine.dist import broadcast_object_list, get_rank, init_dist, is_distributed
+from mmengine.dist import get_rank, init_dist, is_distributed
 from mmengine.logging import print_log
 from mmengine.registry import init_default_scope
 from mmengine.runner import Runner
@@ -319,13 +319,18 @@ def checked_by_main_rank(cfg, check):
         check()
         return cfg
     verdict, error, rank = [None], None, get_rank()
+    # the others may wait long (--full-data-check decodes every image):
+    # a CPU group without the job's collective timeout carries the verdict
+    waiting = torch.distributed.new_group(
+        backend='gloo', timeout=datetime.timedelta(days=7))
     if rank == 0:
         try:
             check()
         except BaseException as exc:  # a bug, too, must not hang the rest
             error = exc
             verdict = [(isinstance(exc, ToolError), str(exc))]
-    broadcast_object_list(verdict)
+    torch.distributed.broadcast_object_list(verdict, src=0, group=waiting)
+    torch.distributed.destroy_process_group(waiting)
     if verdict[0] is None:
         return cfg
     torch.distributed.destroy_process_group()

@@ -11,19 +11,20 @@ computes this formulation. It is the plain block's function, rearranged:
   ``pool(GN(x)) - GN(x) = gamma / sigma * (pool(x) - x)`` per sample and
   channel and the half-block is ``lerp(x, pool(x), ls * gamma / sigma)``:
   the normalised map is never written;
-* norm affines are folded into the GEMM after the norm (``fc1``, the
-  separable convolution's first 1x1, attention's ``qkv``), layer scales
-  into the GEMM that ends the branch (``fc2``, the last 1x1, the
-  projection), StarReLU's scalars into ``fc2``, and the ReLU into the GEMM
-  where the GEMM applies it in its epilogue (``_addmm_activation``, eager
-  CUDA-like devices); a mixer without a GEMM (identity, RIFormer's affine)
-  folds into the norm's own affine;
+* every other pass does the most it can: a norm applies its affine in the
+  normalisation pass (a one-group GroupNorm is one reduction and one
+  ``addcmul``), the residual sum applies the layer and residual scales
+  (``addcmul``), an identity mixer or RIFormer's affine mixer folds into
+  the norm's affine (the branch is one ``layer_norm``), StarReLU's scalars
+  fold into the following ``fc2`` (the hidden map is written once, as
+  ``relu(h) ** 2``), and off the CPU, outside compilers, the ReLU runs in
+  the GEMM's epilogue (``_addmm_activation``);
 * on maps the GEMMs are 1x1 convolutions (what compilers lower best), on
   tokens linear layers; where the ReLU goes into the GEMM, the GEMM runs on
   the channels-last view.
 
-Folded weights are recomputed from the live Parameters at every call:
-nothing is cached and autograd reaches every Parameter. Norms of other
+Folded weights and scales are recomputed from the live Parameters at every
+call: nothing is cached and autograd reaches every Parameter. Norms of other
 kinds (BatchNorm, GroupNorm with several groups) keep their modules.
 """
 from typing import Optional
@@ -133,42 +134,31 @@ def _over_channels(fn, x: Tensor, maps: bool) -> Tensor:
     return fn(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
 
 
-def normalise(norm: nn.Module, x: Tensor, maps: bool):
-    """``norm`` of ``x`` without its affine: (normalised, weight, bias),
-    for a norm of :func:`norm_kind` 'layer', 'group' or 'none'."""
+def normalise(norm: nn.Module, x: Tensor, maps: bool,
+              weight: Optional[Tensor], bias: Optional[Tensor]) -> Tensor:
+    """``norm`` of ``x`` (kind 'layer', 'group' or 'none') with the affine
+    ``weight``, ``bias`` (its own, or one with more folded in) applied in
+    the same pass."""
     kind = norm_kind(norm)
-    if kind == 'none':
-        return x, None, None
     if kind == 'layer':
-        xn = _over_channels(lambda t: F.layer_norm(
-            t, norm.normalized_shape, None, None, norm.eps), x, maps)
-    else:  # one group (maps): statistics per sample, any layout
+        return _over_channels(lambda t: F.layer_norm(
+            t, norm.normalized_shape, weight, bias, norm.eps), x, maps)
+    if kind == 'group':  # one group (maps): statistics per sample
         var, mean = torch.var_mean(x, dim=(1, 2, 3), correction=0,
                                    keepdim=True)
-        rstd = torch.rsqrt(var + norm.eps)
-        xn = torch.addcmul(-mean * rstd, x, rstd)
-    return xn, norm.weight, norm.bias
-
-
-def fold_input_affine(layer: nn.Module, weight: Optional[Tensor],
-                      bias: Optional[Tensor]):
-    """``layer``'s (matrix, bias) with the per-channel affine ``weight``,
-    ``bias`` of its input folded in: ``W (w * x + b) + c``."""
-    w, c = matrix(layer), layer.bias
+        scale = torch.rsqrt(var + norm.eps)
+        shift = -mean * scale
+        if weight is not None:
+            scale = scale * weight.view(-1, 1, 1)
+            shift = shift * weight.view(-1, 1, 1)
+    else:  # no norm: the affine alone
+        if weight is None:
+            return x if bias is None else x + _view(bias, maps)
+        scale, shift = _view(weight, maps), None
     if bias is not None:
-        shift = w @ bias
-        c = shift if c is None else c + shift
-    if weight is not None:
-        w = w * weight
-    return w, c
-
-
-def fold_output_scale(w: Tensor, c: Optional[Tensor],
-                      scale: Optional[Tensor]):
-    """(matrix, bias) of a GEMM followed by the per-channel ``scale``."""
-    if scale is None:
-        return w, c
-    return w * scale[:, None], None if c is None else c * scale
+        bias = _view(bias, maps)
+        shift = bias if shift is None else shift + bias
+    return x * scale if shift is None else torch.addcmul(shift, x, scale)
 
 
 def _fuses_relu(x: Tensor) -> bool:
@@ -227,12 +217,13 @@ def mixer_half(block: nn.Module, x: Tensor) -> Tensor:
         return residual(block, x, mixer(norm(x)), _view(res, maps),
                         _mul(_view(ls, maps), keep))
     if isinstance(mixer, SepConv):
-        branch = _sep_conv_branch(mixer, norm, x, ls)
+        branch = _sep_conv_branch(mixer, norm, x)
     elif isinstance(mixer, Attention):
-        branch = _attention_branch(mixer, norm, x, ls)
-    else:
-        branch = _affine_branch(mixer, norm, x, ls, maps)
-    return residual(block, x, branch, _view(res, maps), keep)
+        branch = _attention_branch(mixer, norm, x)
+    else:  # the layer scale folds into the norm's affine
+        branch, ls = _affine_branch(mixer, norm, x, ls, maps), None
+    return residual(block, x, branch, _view(res, maps),
+                    _mul(_view(ls, maps), keep))
 
 
 def _pooling_half(block, x, ls, res, keep):
@@ -256,51 +247,53 @@ def _pooling_half(block, x, ls, res, keep):
 
 
 def _affine_branch(mixer, norm, x, ls, maps):
-    """An identity mixer (``norm(x)``) or RIFormer's ``affine(n) - n``:
-    one per-channel affine of the normalised input, scaled by ``ls``."""
+    """An identity mixer (``norm(x)``) or RIFormer's ``affine(n) - n``,
+    times the layer scale ``ls``: one per-channel affine of the normalised
+    input, applied by the norm itself."""
     weight, bias = getattr(norm, 'weight', None), getattr(norm, 'bias', None)
     if isinstance(mixer, Affine):
         a = mixer.affine.weight.reshape(-1) - 1
         weight, bias = _mul(weight, a), (
             mixer.affine.bias if bias is None else
             torch.addcmul(mixer.affine.bias, bias, a))
-    weight, bias = _mul(weight, ls), _mul(bias, ls)
-    if norm_kind(norm) == 'layer':  # one pass: the norm, affine folded
-        return _over_channels(lambda t: F.layer_norm(
-            t, norm.normalized_shape, weight, bias, norm.eps), x, maps)
-    xn = normalise(norm, x, maps)[0]
-    weight, bias = _view(weight, maps), _view(bias, maps)
-    if weight is None:
-        return xn if bias is None else xn + bias
-    return xn * weight if bias is None else torch.addcmul(bias, xn, weight)
+    return normalise(norm, x, maps, _mul(weight, ls), _mul(bias, ls))
 
 
-def _sep_conv_branch(mixer, norm, x, ls):
-    """ConvFormer's ``pwconv2(dwconv(act(pwconv1(norm(x)))))``: the norm
-    affine in pwconv1, the layer scale in pwconv2."""
-    xn, weight, bias = normalise(norm, x, True)
-    w1, b1 = fold_input_affine(mixer.pwconv1, weight, bias)
+def _norm_affine(norm: nn.Module, x: Tensor, maps: bool) -> Tensor:
+    return normalise(norm, x, maps, getattr(norm, 'weight', None),
+                     getattr(norm, 'bias', None))
+
+
+def _sep_conv_branch(mixer, norm, x):
+    """ConvFormer's ``pwconv2(dwconv(act(pwconv1(norm(x)))))``."""
     star = isinstance(mixer.act1, StarReLU)
-    h = gemm(xn, w1, b1, True, relu=star)
+    h = gemm(_norm_affine(norm, x, True), matrix(mixer.pwconv1),
+             mixer.pwconv1.bias, True, relu=star)
     if star:  # s * relu(h) ** 2 + b
         h = torch.addcmul(mixer.act1.bias, h.square(), mixer.act1.scale)
     else:
         h = mixer.act1(h)
-    w2, b2 = fold_output_scale(matrix(mixer.pwconv2), mixer.pwconv2.bias, ls)
-    return gemm(mixer.dwconv(h), w2, b2, True)
+    return gemm(mixer.dwconv(h), matrix(mixer.pwconv2), mixer.pwconv2.bias,
+                True)
 
 
-def _attention_branch(mixer, norm, tokens, ls):
-    """Attention over (B, N, C) tokens: the norm affine in ``qkv``, the
-    layer scale in ``proj``."""
-    xn, weight, bias = normalise(norm, tokens, False)
-    w, b = fold_input_affine(mixer.qkv, weight, bias)
-    q, k, v = F.linear(xn, w, b).unflatten(
+def _attention_branch(mixer, norm, tokens):
+    """Attention over (B, N, C) tokens."""
+    q, k, v = mixer.qkv(_norm_affine(norm, tokens, False)).unflatten(
         -1, (3, mixer.num_heads, mixer.head_dim)).permute(2, 0, 3, 1, 4)
     y = F.scaled_dot_product_attention(
         q, k, v, dropout_p=mixer.attn_drop if mixer.training else 0.)
-    w, b = fold_output_scale(matrix(mixer.proj), mixer.proj.bias, ls)
-    return F.linear(y.transpose(1, 2).flatten(2), w, b)
+    return mixer.proj(y.transpose(1, 2).flatten(2))
+
+
+def _worth_folding(w: Tensor, x: Tensor, maps: bool) -> bool:
+    """Whether folding scalars into the (out, in) matrix ``w`` (a few
+    weight-sized passes, forward and backward) moves fewer bytes than the
+    pass over the hidden map it saves: more than 4 rows (tokens) of ``x``
+    per output channel. Deep stages at small batches keep the pass."""
+    if isinstance(x, torch.fx.Proxy):
+        return True  # a graph for any input size
+    return x.numel() // x.shape[1 if maps else -1] > 4 * w.shape[0]
 
 
 def _identity(x: Tensor) -> Tensor:
@@ -317,22 +310,25 @@ def mlp_half(block: nn.Module, x: Tensor) -> Tensor:
     if norm_kind(norm) is None:
         factor = _mul(_view(ls, maps), keep)
         return residual(block, x, mlp(norm(x)), _view(res, maps), factor)
-    xn, weight, bias = normalise(norm, x, maps)
-    w1, b1 = fold_input_affine(mlp.fc1, weight, bias)
+    xn = _norm_affine(norm, x, maps)
+    w1, b1 = matrix(mlp.fc1), mlp.fc1.bias
     w2, b2 = matrix(mlp.fc2), mlp.fc2.bias
     dropout = mlp.drop.p > 0 and mlp.drop.training
     drop = mlp.drop if dropout else _identity
     if isinstance(mlp.act, StarReLU) and not dropout:
-        # fc2(s * r ** 2 + b) = (s * W2) r ** 2 + (b * W2 1 + c2)
         h = gemm(xn, w1, b1, maps, relu=True).square()
-        shift = mlp.act.bias * w2.sum(1)
-        b2 = shift if b2 is None else b2 + shift
-        w2 = w2 * mlp.act.scale
+        if _worth_folding(w2, xn, maps):
+            # fc2(s * r ** 2 + b) = (s * W2) r ** 2 + (b * W2 1 + c2)
+            shift = mlp.act.bias * w2.sum(1)
+            b2 = shift if b2 is None else b2 + shift
+            w2 = w2 * mlp.act.scale
+        else:
+            h = torch.addcmul(mlp.act.bias, h, mlp.act.scale)
     else:
         h = drop(mlp.act(gemm(xn, w1, b1, maps)))
-    w2, b2 = fold_output_scale(w2, b2, ls)
     branch = drop(gemm(h, w2, b2, maps))
-    return residual(block, x, branch, _view(res, maps), keep)
+    return residual(block, x, branch, _view(res, maps),
+                    _mul(_view(ls, maps), keep))
 
 
 def _param_dtype(module: nn.Module) -> torch.dtype:
