@@ -195,7 +195,7 @@ def test_two_nodes_train_is_killed_and_resumes_to_the_same_losses(tmp_path):
                       "train_cfg = dict(max_iters=10)\n")
     whole = tmp_path / 'whole'
     text = two_nodes(config, whole)
-    assert 'world_size: 2' in text or 'Distributed launcher: pytorch' in text
+    assert 'GPU number: 2' in text  # mmengine's count of the job's ranks
     expected = losses(whole)
     assert sorted(expected) == list(range(1, 11))
 
