@@ -76,7 +76,7 @@ DROP_PATH = dict(upernet=0.3, cascade_mask_rcnn=0.4, dino_4scale=0.2,
 # helper variables); the other variants change only the backbone
 SWIN_VARS = ('pretrained', 'depths', 'backbone_embed_multi', 'custom_keys')
 COMMON_DIFFS = ('model.backbone', 'custom_imports', 'checkpoint_file',
-                'default_hooks.checkpoint.type')
+                'default_hooks.checkpoint.type', 'default_hooks.logger.type')
 MODERN_RECIPES = {
     'cascade_mask_rcnn': (
         'mmdet', 'convnext/cascade-mask-rcnn_convnext-t-p4-w7_fpn_4conv1fc-'

@@ -317,8 +317,10 @@ def check_samples(cfg, loaders, decode=False, progress=None):
                     ds.get('filter_cfg') or {}).get('filter_empty_gt', False))
             if found is None:
                 name, paths = dataset_files(ds, scope)
+                source = (f'in {_join(ds.get("data_root") or "", ann_file)} '
+                          if ann_file else '')
                 found = ([] if paths else [
-                    f'{name} found no usable samples for {key}: '
+                    f'{name} found no usable samples {source}for {key}: '
                     'check its data_root, data_prefix and ann_file.'], [],
                     paths)
             more_errors, more_warnings, paths = found
