@@ -158,7 +158,9 @@ def normalise(norm: nn.Module, x: Tensor, maps: bool,
     if bias is not None:
         bias = _view(bias, maps)
         shift = bias if shift is None else shift + bias
-    return x * scale if shift is None else torch.addcmul(shift, x, scale)
+    out = x * scale if shift is None else torch.addcmul(shift, x, scale)
+    # GroupNorm keeps a bf16 input's dtype (autocast) despite fp32 affines
+    return out.to(x.dtype) if kind == 'group' else out
 
 
 def _fuses_relu(x: Tensor) -> bool:
@@ -240,6 +242,7 @@ def _pooling_half(block, x, ls, res, keep):
         k = k * scale.view(-1, 1, 1)
     if keep is not None:
         k = k * keep
+    k = k.to(x.dtype)  # a bf16 stream under autocast (no scales)
     pooled = F.avg_pool2d(x, size, 1, size // 2, count_include_pad=False)
     if res is None:
         return torch.lerp(x, pooled, k)  # x + k * (pool(x) - x)
@@ -337,11 +340,18 @@ def _param_dtype(module: nn.Module) -> torch.dtype:
     return torch.get_default_dtype()
 
 
+def _scales_stream(block: nn.Module) -> bool:
+    """Whether a layer or residual scale multiplies the residual stream:
+    under autocast the plain block's product with the fp32 scale promotes
+    a bf16 stream to fp32; without one the stream keeps its dtype."""
+    return any(scale_vector(getattr(block, name)) is not None for name in (
+        'layer_scale1', 'res_scale1', 'layer_scale2', 'res_scale2'))
+
+
 def block_forward(block: nn.Module, x: Tensor) -> Tensor:
     """The whole :class:`~.blocks.MetaFormerBlock` in the lean formulation."""
-    if autocast_enabled(x.device.type):
-        # the residual stream in the parameters' dtype (fp32), as the plain
-        # block's sums with its fp32 norms and scales promote it
+    if autocast_enabled(x.device.type) and _scales_stream(block):
+        # the residual stream in the parameters' dtype, as the plain block's
         x = x.to(torch.promote_types(x.dtype, _param_dtype(block)))
     x = mixer_half(block, x)
     return mlp_half(block, x) if block.has_mlp else x
