@@ -1,9 +1,11 @@
 """PoolFormer and the MetaFormer family as OpenMMLab 2.x backbones.
 
 ``import mmpoolformer`` (what ``custom_imports=dict(imports=['mmpoolformer'])``
-does) registers our backbones and the ``mmpoolformer`` config scope and
-changes nothing else: mmdet, mmseg and mmpretrain are imported only when a
-config or a lookup needs them (see :mod:`mmpoolformer.registry`).
+does) creates our registries (children of mmengine's, scope
+``mmpoolformer``: configs name ``type='mmpoolformer.PoolFormer'``) and adds
+the ``mmpoolformer`` config scope to mmengine's table of ``pkg::`` scopes;
+it changes nothing else. mmdet, mmseg and mmpretrain are imported only
+when a config or a lookup needs them (see :mod:`mmpoolformer.registry`).
 """
 import importlib
 import importlib.util
@@ -17,7 +19,7 @@ except ImportError as exc:  # name the two stacks rather than one package
     raise ImportError(f'mmpoolformer needs mmengine and mmcv ({exc}); '
                       f'{INSTALL_HINT}.') from exc
 
-from .registry import HOOKS, LAZY_MODULES, MODELS, TRANSFORMS, publish_backbones  # noqa: E402
+from .registry import HOOKS, LAZY_MODULES, MODELS, TOKEN_MIXERS, TRANSFORMS  # noqa: E402
 from .version import __version__  # noqa: E402
 
 
@@ -42,7 +44,6 @@ def register_all_modules() -> None:
 
 
 register_config_scope()
-publish_backbones()
 
-__all__ = ['HOOKS', 'MODELS', 'TRANSFORMS', '__version__',
+__all__ = ['HOOKS', 'MODELS', 'TOKEN_MIXERS', 'TRANSFORMS', '__version__',
            'register_all_modules', *LAZY_MODULES]

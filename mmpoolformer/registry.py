@@ -8,15 +8,16 @@ the backbones need mmengine's model stack (seconds to import), the
 classifier head and the distiller need mmpretrain, so importing
 mmpoolformer imports none of that.
 
-Plain names: :func:`publish_backbones` adds our backbones to mmengine's root
-``MODELS`` under names no class has there. A scope looks a plain name up in
-its own registry first and then in the root, so ``type='PoolFormer'`` builds
-ours in mmdet and mmseg configs, while a scope with a class of the same
-name keeps its own: in mmpretrain configs ``PoolFormer`` and ``RIFormer``
-stay mmpretrain's (a different module layout); name ours with the prefix
-there. Until the backbones are imported, the root holds a :class:`LazyClass`
-for each; importing them puts the classes themselves in its place. Nothing
-of mmengine, mmdet, mmseg or mmpretrain is replaced.
+Only scoped names: configs name our classes ``mmpoolformer.PoolFormer``,
+as mmdet configs name mmpretrain's backbones ``mmpretrain.ConvNeXt``, so no
+name of ours can shadow or collide with another package's. Nothing of
+mmengine, mmdet, mmseg or mmpretrain is replaced; outside our registries
+only mmengine's table of config scopes gains entries
+(:func:`mmpoolformer.stack.register_config_scope`): ours, which
+``mmpoolformer::`` bases need.
+
+:data:`TOKEN_MIXERS` holds the token mixers an arch dict names by type; a
+user's module imported by ``custom_imports`` can register more.
 """
 import importlib
 
@@ -66,47 +67,5 @@ OPTIM_WRAPPER_CONSTRUCTORS = LazyRegistry(
     'optimizer wrapper constructor',
     parent=MMENGINE_OPTIM_WRAPPER_CONSTRUCTORS, scope='mmpoolformer',
     locations=['mmpoolformer.engine.optimizers'])
-
-
-class LazyClass(type):
-    """Stands for a backbone of ours in mmengine's root ``MODELS`` until
-    the backbones are imported: building it (calling it) imports them and
-    returns an instance of the real class, as do ``isinstance`` /
-    ``issubclass`` checks against it."""
-
-    def resolve(cls):
-        return getattr(importlib.import_module(BACKBONES_MODULE), cls.__name__)
-
-    def __call__(cls, *args, **kwargs):
-        return cls.resolve()(*args, **kwargs)
-
-    def __instancecheck__(cls, obj):
-        return isinstance(obj, cls.resolve())
-
-    def __subclasscheck__(cls, subclass):
-        return issubclass(subclass, cls.resolve())
-
-
-def publish_backbones() -> list:
-    """Give each backbone of ours a plain name in mmengine's root ``MODELS``
-    where the root has no class of that name: the class itself if the
-    backbones are imported, else a :class:`LazyClass`. Returns the names
-    added or updated; idempotent."""
-    import sys
-    loaded = sys.modules.get(BACKBONES_MODULE)
-    changed = []
-    for name in BACKBONES:
-        current = MMENGINE_MODELS.module_dict.get(name)
-        if current is not None and not isinstance(current, LazyClass):
-            continue  # the root's own class, or ours already
-        if loaded is not None and hasattr(loaded, name):
-            target = getattr(loaded, name)
-        elif current is None:
-            target = LazyClass(name, (), dict(
-                __module__=BACKBONES_MODULE,
-                __doc__=f'mmpoolformer.{name}, imported when first built.'))
-        else:
-            continue
-        MMENGINE_MODELS.register_module(name=name, module=target, force=True)
-        changed.append(name)
-    return changed
+TOKEN_MIXERS = Registry('token mixer', scope='mmpoolformer',
+                        locations=['mmpoolformer.models.backbones.token_mixers'])

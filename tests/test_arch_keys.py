@@ -1,7 +1,7 @@
 """The ablation keys of the arch dict (the PoolFormer paper's rows):
 ``mlp_ratios`` 0 (no channel MLP), ``residual=False`` (no skip
 connections) and ``pos_embed`` (a learnable position embedding per stage),
-in both formulations."""
+in every formulation."""
 import copy
 
 import pytest
@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from mmpoolformer.models import MetaFormer, PoolFormer
+from mmpoolformer.models.backbones import FORMULATIONS
 
 from helpers import TINY, assert_every_parameter_learns, randomise_, rel_error
 
@@ -19,7 +20,7 @@ def n_params(model):
 
 def both_formulations(model):
     plain = copy.deepcopy(model)
-    plain.fast_path = False
+    plain.formulation = 'plain'
     return model, plain
 
 
@@ -89,10 +90,10 @@ def test_no_residual_block_computes_the_specified_function():
     n2 = F.group_norm(y, 1, block.norm2.weight, block.norm2.bias)
     y = block.layer_scale2.scale.view(-1, 1, 1) * block.mlp.fc2(
         F.gelu(block.mlp.fc1(n2)))
-    for fast_path in (True, False):
-        model.fast_path = fast_path
+    for formulation in FORMULATIONS:
+        model.formulation = formulation
         torch.manual_seed(0)
-        assert rel_error(block(x), y) <= 1e-5, fast_path
+        assert rel_error(block(x), y) <= 1e-5, formulation
     # it is a different function from the residual block
     with_skip = PoolFormer(TINY).train()
     with_skip.load_state_dict(model.state_dict())
@@ -149,8 +150,8 @@ def test_pos_embed_is_added_after_downsampling_and_resampled(hw):
         norm_cfg=[dict(type='GroupNorm1')] * 2 + [dict(type='TokenLayerNorm')] * 2)))
     model.eval()
     x = torch.randn(1, 3, *hw)
-    for fast_path in (True, False):
-        model.fast_path = fast_path
+    for formulation in FORMULATIONS:
+        model.formulation = formulation
         seen = {}
         hooks = []
         for i, stage in enumerate(model.stages):

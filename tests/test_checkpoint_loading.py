@@ -1,5 +1,7 @@
 """init_cfg=Pretrained loads every v1 layout, or names what does not fit.
 (The MetaFormer-baseline layouts: test_convert_checkpoint.py.)"""
+import logging
+
 import pytest
 import torch
 
@@ -45,12 +47,28 @@ def test_official_checkpoint(tmp_path, mmpretrain_s12):
     torch.testing.assert_close(model.stem.conv.weight, state['patch_embed.proj.weight'])
 
 
-def test_output_norms_of_unreturned_stages_are_skipped(tmp_path, mmpretrain_s12):
+def test_keys_of_unbuilt_stages_are_skipped_and_reported(tmp_path,
+                                                          mmpretrain_s12):
+    """out_indices=(1, 2): no stage 3 is built (no Parameter without a
+    gradient), its keys and the unreturned output norms' are skipped, and
+    the log says so."""
+    from mmengine.logging import MMLogger
     state = official_layout(mmpretrain_s12.state_dict())
-    model = load(tmp_path, state, out_indices=(1, 2))
-    assert not hasattr(model, 'norm3')
-    torch.testing.assert_close(model.stages[3].blocks[1].mlp.fc1.weight,
-                               state['network.6.1.mlp.fc1.weight'])
+    logged = []
+    handler = logging.Handler()
+    handler.emit = lambda record: logged.append(record.getMessage())
+    logger = MMLogger.get_current_instance()
+    logger.addHandler(handler)
+    try:
+        model = load(tmp_path, state, out_indices=(1, 2))
+    finally:
+        logger.removeHandler(handler)
+    logged = '\n'.join(logged)
+    assert not hasattr(model, 'norm3') and len(model.stages) == 3
+    torch.testing.assert_close(model.stages[2].blocks[5].mlp.fc1.weight,
+                               state['network.4.5.mlp.fc1.weight'])
+    assert "tensors of stages [3], which the model does not build" in logged
+    assert "output norms of stages not returned: ['norm3.weight'" in logged
 
 
 def test_timm_and_own_checkpoints(tmp_path):

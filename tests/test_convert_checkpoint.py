@@ -143,9 +143,9 @@ def build(name, checkpoint=None, **kwargs):
                                                **kwargs)
     model.init_weights()
     # the plain formulation repeats the references' arithmetic, so a wrong
-    # key mapping is the only way to miss 1e-5 (tests/test_fast_path.py
-    # holds the default fast path to the plain one)
-    model.fast_path = False
+    # key mapping is the only way to miss 1e-5 (tests/test_models.py holds
+    # the other formulations to the plain one)
+    model.formulation = 'plain'
     return model.eval()
 
 

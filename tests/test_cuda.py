@@ -3,7 +3,8 @@
 Skipped without CUDA and never needed by CI (``pytest -m cuda`` runs it on a
 GPU machine; ``--tier-device cpu`` checks the tests themselves elsewhere):
 
-* the default (fast) formulation equals the plain one on the device, in fp32
+* the default formulation ('auto': lean there) equals the plain one on the
+  device, in fp32
   (TF32 off, so both sides round alike) and under autocast (bf16 and fp16:
   no further from fp32 than the plain formulation under the same autocast),
   for channels-last inputs and with ``with_cp``;
@@ -54,7 +55,7 @@ def pair(family, device, **kwargs):
     from mmpoolformer import models
     cls = getattr(models, family)
     fast = randomise_(cls(FAMILIES[family], **SMALL, **kwargs)).to(device)
-    plain = cls(FAMILIES[family], fast_path=False, **SMALL, **kwargs)
+    plain = cls(FAMILIES[family], formulation='plain', **SMALL, **kwargs)
     plain.load_state_dict(fast.state_dict())
     return fast, plain.to(device)
 

@@ -126,3 +126,59 @@ def test_two_process_ddp_keeps_ranks_in_sync(tmp_path):
         preds = pickle.load(f)
     assert sorted(p['img_path'] for p in preds) == sorted(
         str(p) for p in data_root.glob('val/*/*.png'))
+
+
+def _train_partial_backbone(rank, port, out_dir):
+    """One rank: torch DDP (``find_unused_parameters=False``) around
+    backbones that return stages 0-2 only, 3 SGD steps on its own data."""
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel
+
+    from mmpoolformer.models import ConvFormer, PoolFormer
+
+    from helpers import TINY, randomise_
+    dist.init_process_group('gloo', init_method=f'tcp://127.0.0.1:{port}',
+                            rank=rank, world_size=2)
+    try:
+        result = {}
+        for cls in (PoolFormer, ConvFormer):
+            torch.manual_seed(0)
+            model = randomise_(cls(dict(TINY), out_indices=(0, 1, 2)))
+            before = {k: v.clone() for k, v in model.state_dict().items()}
+            ddp = DistributedDataParallel(model, find_unused_parameters=False)
+            optim = torch.optim.SGD(ddp.parameters(), lr=0.1)
+            gen = torch.Generator().manual_seed(rank)
+            for _ in range(3):
+                optim.zero_grad()
+                outs = ddp(torch.randn(2, 3, 64, 64, generator=gen))
+                sum(o.square().mean() for o in outs).backward()
+                optim.step()
+            result[cls.__name__] = dict(
+                before=before, after=model.state_dict(),
+                grads={n for n, p in model.named_parameters()
+                       if p.grad is not None})
+        torch.save(result, os.path.join(out_dir, f'rank{rank}.pth'))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_ddp_without_unused_parameters_when_later_stages_are_not_returned(
+        tmp_path):
+    """``out_indices=(0, 1, 2)``: the backbone builds no stage 3, so every
+    Parameter gets a gradient and DDP needs no ``find_unused_parameters``;
+    both ranks end equal, having moved."""
+    torch.multiprocessing.spawn(_train_partial_backbone,
+                                args=(free_port(), str(tmp_path)), nprocs=2)
+    ranks = [torch.load(tmp_path / f'rank{r}.pth', weights_only=False)
+             for r in (0, 1)]
+    for name, first in ranks[0].items():
+        second = ranks[1][name]
+        params = {k for k in first['after'] if 'running_' not in k}
+        assert first['grads'] == params, (name, params ^ first['grads'])
+        for key, value in first['after'].items():
+            assert torch.equal(value, second['after'][key]), (name, key)
+        still = [k for k in first['after']
+                 if torch.equal(first['after'][k], first['before'][k])]
+        # only the GroupNorm biases before pooling, whose gradient is zero
+        assert all(k.endswith('norm1.bias') for k in still), (name, still)
+        assert not any(k.startswith('stages.3.') for k in first['after'])

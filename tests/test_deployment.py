@@ -36,8 +36,8 @@ def op_types(path):
 
 @pytest.fixture(scope='module')
 def tiny():
-    """Random non-trivial weights (layer scales and norm affines too), fast
-    path on, as a user's model comes."""
+    """Random non-trivial weights (layer scales and norm affines too), the
+    default formulation, as a user's model comes."""
     return randomise_(PoolFormer(arch=ARCH)).eval()
 
 
@@ -53,8 +53,8 @@ def exported(request, tiny, tmp_path_factory):
     path = tmp_path_factory.mktemp('onnx') / f'{request.param}.onnx'
     before = {k: v.clone() for k, v in model.state_dict().items()}
     export_onnx(model, str(path), input_shape=(1, 3, 64, 64))
-    # the model itself is untouched: fast path, norms and weights
-    assert model.fast_path is True
+    # the model itself is untouched: formulation, norms and weights
+    assert model.formulation == 'auto'
     assert type(model.norm3).__name__ == 'GroupNorm1'
     after = model.state_dict()
     assert before.keys() == after.keys()
@@ -69,7 +69,7 @@ def test_onnxruntime_matches_pytorch_on_dynamic_shapes(exported, tiny):
             for d in graph.input[0].type.tensor_type.shape.dim]
     assert dims == ['batch', 3, 'height', 'width']
     assert [o.name for o in graph.output] == [f'output{i}' for i in range(4)]
-    # the reference is the unfolded model with its fast path, as shipped
+    # the reference is the unfolded model in its default formulation
     diffs = verify(tiny, path, SIZES)
     assert set(diffs) == set(SIZES)
     assert all(d <= TOL for d in diffs.values()), (mode, diffs)

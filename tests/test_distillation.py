@@ -195,7 +195,7 @@ def test_distill_train_then_deploy_the_plain_student(tmp_path):
         plain.backbone.switch_to_deploy()
         after = plain(x, mode='tensor')
     assert torch.equal(before, student) or rel_error(before, student) < 1e-6
-    assert all(isinstance(b.token_mixer, torch.nn.Identity)
+    assert all(type(b.token_mixer).__name__ == 'IdentityMixer'
                for s in plain.backbone.stages for b in s.blocks)
     err = rel_error(after, student)
     print(f'deployed student vs trained student: rel {err:.2e}')

@@ -11,7 +11,7 @@ from mmengine.registry import init_default_scope
 import mmpoolformer
 from mmpoolformer.models import PoolFormer
 
-from helpers import TINY
+from helpers import TINY, randomise_
 
 BACKBONE = dict(type='mmpoolformer.PoolFormer', arch=TINY)
 CHANNELS = TINY['embed_dims']
@@ -80,10 +80,11 @@ def test_mmpretrain_poolformer_is_not_replaced():
     assert mmpoolformer.MODELS.get('PoolFormer') is PoolFormer
 
 
-def test_custom_imports_make_plain_names_resolve(tmp_path):
-    """In a fresh interpreter: the config's custom_imports alone register us."""
+def test_custom_imports_register_the_scoped_names(tmp_path):
+    """In a fresh interpreter: the config's custom_imports alone register
+    us; our names are scoped only, so a plain ``PoolFormer`` in an mmdet
+    config is mmengine's unknown-type error, not a class of ours."""
     for scope, model_cfg in (('mmdet', DET_MODEL), ('mmseg', SEG_MODEL)):
-        model_cfg = dict(model_cfg, backbone=dict(BACKBONE, type='PoolFormer'))
         (tmp_path / f'{scope}.py').write_text(
             f'default_scope = {scope!r}\n'
             "custom_imports = dict(imports=['mmpoolformer'], "
@@ -100,13 +101,85 @@ def test_custom_imports_make_plain_names_resolve(tmp_path):
             registry = importlib.import_module(scope + '.registry').MODELS
             model = registry.build(cfg.model)
             print(scope, type(model.backbone).__module__)
+            print(scope, registry.get('PoolFormer'))
     ''')
     result = subprocess.run([sys.executable, '-c', script], capture_output=True,
                             text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
-    lines = result.stdout.strip().splitlines()
+    lines = [line for line in result.stdout.strip().splitlines()
+             if line.startswith(('mmdet ', 'mmseg '))]
     assert lines == ['mmdet mmpoolformer.models.backbones.poolformer',
-                     'mmseg mmpoolformer.models.backbones.poolformer']
+                     'mmdet None',
+                     'mmseg mmpoolformer.models.backbones.poolformer',
+                     'mmseg None']
+
+
+MY_MIXERS = '''
+import torch.nn.functional as F
+from mmpoolformer.models.backbones.token_mixers import Pooling, TokenMixer
+from mmpoolformer.registry import TOKEN_MIXERS
+
+
+@TOKEN_MIXERS.register_module()
+class MaxPoolMixer(TokenMixer):
+    """A mixer mmpoolformer does not know: max pooling minus the input."""
+
+    def __init__(self, dim, pool_size=3):
+        super().__init__()
+        self.pool_size = pool_size
+
+    def forward(self, x):
+        return F.max_pool2d(x, self.pool_size, 1, self.pool_size // 2) - x
+
+
+@TOKEN_MIXERS.register_module()
+class DoublePooling(Pooling):
+    """A subclass of Pooling with another forward: computed as written,
+    never as average pooling."""
+
+    def forward(self, x):
+        return 2 * super().forward(x)
+'''
+
+
+def test_a_users_token_mixer_by_custom_imports(tmp_path, monkeypatch):
+    """A module of the user's, imported by ``custom_imports``, registers
+    mixers that an arch dict then names; every formulation computes them as
+    their ``forward`` says."""
+    (tmp_path / 'my_mixers.py').write_text(MY_MIXERS)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    arch = dict(TINY, token_mixers=[dict(type='MaxPoolMixer'),
+                                    dict(type='DoublePooling')] * 2)
+    (tmp_path / 'cfg.py').write_text(
+        "custom_imports = dict(imports=['mmpoolformer', 'my_mixers'], "
+        'allow_failed_imports=False)\n'
+        f"model = dict(type='mmpoolformer.MetaFormer', arch={arch!r})\n")
+    cfg = Config.fromfile(str(tmp_path / 'cfg.py'))
+    model = randomise_(mmpoolformer.MODELS.build(cfg.model)).eval()
+    mixers = [type(s.blocks[0].token_mixer).__name__ for s in model.stages]
+    assert mixers == ['MaxPoolMixer', 'DoublePooling'] * 2
+    x = torch.randn(1, 3, 64, 64)
+    outs = {}
+    with torch.no_grad():
+        for formulation in ('plain', 'lean', 'fused', 'auto'):
+            model.formulation = formulation
+            outs[formulation] = model(x)
+    for formulation, out in outs.items():
+        for a, b in zip(out, outs['plain']):
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+    # Pooling's own forms would have computed another function
+    model.stages[1].blocks[0].token_mixer.__class__ = \
+        mmpoolformer.TOKEN_MIXERS.get('Pooling')
+    with torch.no_grad():
+        assert not torch.allclose(model(x)[3], outs['plain'][3], atol=1e-3)
+
+
+def test_an_unknown_token_mixer_names_the_registry():
+    with pytest.raises(ValueError, match=r"Unknown token mixer 'MaxPool'.*"
+                       r"TOKEN_MIXERS.*custom_imports"):
+        mmpoolformer.MODELS.build(dict(
+            type='mmpoolformer.MetaFormer',
+            arch=dict(TINY, token_mixers=dict(type='MaxPool'))))
 
 
 def run_fresh(script):
@@ -121,8 +194,9 @@ def test_import_only_registers():
     """After ``import mmpoolformer`` (and every lazy registration of ours)
     each registered class of mmengine, mmdet, mmseg and mmpretrain is what
     it was, the root CheckpointHook included, mmengine's checkpoint loader
-    is its own, and our classes are in mmengine's registries only as the
-    plain names of our backbones in the root MODELS."""
+    is its own, no class of ours is in their registries, and the one entry
+    we add outside our registries is our config scope (for
+    ``mmpoolformer::`` bases)."""
     lines = run_fresh('''
         import importlib
         import mmengine.registry as root
@@ -138,6 +212,8 @@ def test_import_only_registers():
                         found.update({(id(registry), key): cls for key, cls
                                       in registry.module_dict.items()})
             return found
+        from mmengine.config.utils import MODULE2PACKAGE
+        scopes = dict(MODULE2PACKAGE)
         before = snapshot()
         loader = CheckpointLoader._get_checkpoint_loader('/a/b.pth')
         import mmpoolformer
@@ -147,19 +223,18 @@ def test_import_only_registers():
         print('ours', sorted(
             (registry == id(root.MODELS), key) for (registry, key), cls
             in after.items() if cls.__module__.startswith('mmpoolformer')))
+        print('scopes', sorted(set(MODULE2PACKAGE.items()) - set(scopes.items())))
         print('hook', root.HOOKS.get('CheckpointHook').__module__)
         print('loader', CheckpointLoader._get_checkpoint_loader('/a/b.pth')
               is loader)
     ''')
     # (onedl-mmdet prints a notice of its own on import)
     lines = [line for line in lines
-             if line.split(' ', 1)[0] in ('changed', 'ours', 'hook', 'loader')]
-    assert lines[0] == 'changed []'
-    ours = eval(lines[1].removeprefix('ours '))
-    assert ours == sorted((True, name) for name in (
-        'MetaFormer', 'PoolFormer', 'PoolFormerV2', 'IdentityFormer',
-        'RandFormer', 'ConvFormer', 'CAFormer', 'RIFormer'))
-    assert lines[2:] == ['hook mmengine.hooks.checkpoint_hook', 'loader True']
+             if line.split(' ', 1)[0] in ('changed', 'ours', 'scopes', 'hook',
+                                          'loader')]
+    assert lines == ['changed []', 'ours []',
+                     "scopes [('mmpoolformer', 'mmpoolformer')]",
+                     'hook mmengine.hooks.checkpoint_hook', 'loader True']
 
 
 def test_import_and_backbone_build_import_no_downstream_library():
@@ -175,7 +250,6 @@ def test_import_and_backbone_build_import_no_downstream_library():
                           if m in sys.modules)
         print(loaded())
         MODELS.build(dict(type='mmpoolformer.PoolFormer', arch='s12'))
-        MODELS.build(dict(type='PoolFormer', arch='s12'))
         print(loaded())
         head = MODELS.build(dict(type='mmpoolformer.MetaFormerClsHead',
                                  num_classes=3, in_channels=8))

@@ -2,6 +2,7 @@
 when a classifier checkpoint comes without its head."""
 import logging
 import os
+import re
 from typing import Optional
 
 import torch.nn as nn
@@ -65,21 +66,36 @@ def load_backbone_checkpoint(model: nn.Module,
         state_dict = strip_prefix(state_dict, prefix)
     fmt, converted = convert_to_mmpoolformer(state_dict, target_shapes(model))
     own = model.state_dict()
-    # output norms of stages this model does not return have no home
+    # output norms of stages this model does not return have no home, nor
+    # the stages past its last output (which it does not build)
     unused = [k for k in output_norm_keys(list(converted)) if k not in own]
-    converted = {k: v for k, v in converted.items() if k not in unused}
+    unbuilt = unbuilt_stage_keys(model, converted)
+    converted = {k: v for k, v in converted.items()
+                 if k not in unused and k not in unbuilt}
     check_compatible(model, converted, fmt, filename)
     model.load_state_dict(converted, strict=False)
     fresh = sorted(set(output_norm_keys(list(own))) - set(converted))
+    stages = sorted({int(k.split('.')[1]) for k in unbuilt})
     print_log(
         f'Loaded {len(converted)} tensors of {fmt}-format checkpoint '
         f'{filename}' + (f'; output norms left as initialised: {fresh}'
                          if fresh else '') +
         (f'; skipped output norms of stages not returned: {unused}'
          if unused else '') +
+        (f'; skipped the {len(unbuilt)} tensors of stages {stages}, which '
+         f'the model does not build (past its last out_indices)'
+         if unbuilt else '') +
         (f'; ignored the {len(head)} tensors of the classifier head'
          if head else ''), logger=logger)
     return fmt
+
+
+def unbuilt_stage_keys(model: nn.Module, keys) -> list:
+    """The keys of ``stages.<i>`` that ``model`` does not build (a backbone
+    builds no stage past its last output)."""
+    built = len(getattr(model, 'stages', ()))
+    return [k for k in keys
+            if (m := re.match(r'stages\.(\d+)\.', k)) and int(m[1]) >= built]
 
 
 def describe_arch(model: nn.Module) -> str:

@@ -9,9 +9,10 @@ What the exported graph contains, and why:
 * **no GroupNorm operator**: ``nn.GroupNorm`` exports as Reshape +
   ``InstanceNormalization`` or, in newer opsets, ``GroupNormalization``,
   which TensorRT 10.x computes wrongly for one group. Every ``nn.GroupNorm``
-  of the export copy is swapped for :class:`ExportGroupNorm`, which emits
-  ``ReduceMean``, ``Sub``, ``Mul``, ``Add``, ``Sqrt`` and ``Div``: operators
-  of every opset that every runtime computes alike. We do not use
+  of the export copy (output norms, heads' norms; the blocks' norms are the
+  lean formulation's already) is swapped for :class:`ExportGroupNorm`,
+  which emits reductions and element-wise operators of every opset that
+  every runtime computes alike. We do not use
   ``LayerNormalization`` over a flattened (B, C*H*W) view: its scale would
   have C*H*W entries (it cannot follow a dynamic spatial size, so the
   per-channel affine would stay separate anyway), it needs opset 17, and
@@ -48,11 +49,10 @@ def _require_onnx():
 
 
 class ExportGroupNorm(nn.Module):
-    """``nn.GroupNorm`` from primitive ops (see the module docstring): mean
-    and biased variance by ``ReduceMean``, then ``(x - mean) / sqrt(var +
-    eps)`` and the per-channel affine. A one-group norm reduces over all
-    non-batch axes directly, with no Reshape. Shares the parameters of the
-    norm it replaces; ``weight`` / ``bias`` may be None (folded away by
+    """``nn.GroupNorm`` in primitive operators (see the module docstring):
+    :func:`mmpoolformer.models.backbones.algebra.group_norm`, the form the
+    lean formulation uses. Shares the parameters of the norm it replaces;
+    ``weight`` / ``bias`` may be None (folded away by
     ``switch_to_deploy``)."""
 
     def __init__(self, norm: nn.GroupNorm):
@@ -63,23 +63,9 @@ class ExportGroupNorm(nn.Module):
         self.bias = norm.bias
 
     def forward(self, x):
-        shape = x.shape
-        if self.num_groups == 1:
-            axes = tuple(range(1, x.dim()))
-        else:
-            x = x.reshape(shape[0], self.num_groups, -1)
-            axes = (-1, )
-        centred = x - x.mean(axes, keepdim=True)
-        var = (centred * centred).mean(axes, keepdim=True)
-        y = centred / torch.sqrt(var + self.eps)
-        if self.num_groups != 1:
-            y = y.reshape(shape)
-        view = (1, -1) + (1, ) * (len(shape) - 2)
-        if self.weight is not None:
-            y = y * self.weight.reshape(view)
-        if self.bias is not None:
-            y = y + self.bias.reshape(view)
-        return y
+        from mmpoolformer.models.backbones.algebra import group_norm
+        return group_norm(x, self.num_groups, self.eps, self.weight,
+                          self.bias)
 
 
 def swap_group_norms_(model: nn.Module) -> int:

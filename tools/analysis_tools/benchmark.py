@@ -11,7 +11,9 @@
 Rows (backbone mode), all computing the same function (checked first):
 
 * ``ours``: our backbone from its default constructor, with output norms;
-* ``ours-plain``: the same weights, ``fast_path=False`` (plain formulation);
+* ``ours-plain``, ``ours-lean``: the same weights, ``formulation='plain'``
+  / ``'lean'`` (``ours`` is ``'auto'``: the fused kernels in eager CPU
+  mode, lean elsewhere);
 * ``ours-deploy``: ``switch_to_deploy()`` (inference only);
   ``ours-deploy+compile`` with ``--compile-deploy`` (inductor, frozen);
 * ``ours-raw``: ours without output norms (``out_norm_cfg=None``), the
@@ -114,8 +116,8 @@ class ToolError(Exception):
 
 TOL = 1e-4  # relative (2-norm) agreement required between rows, fp32
 INFER_ONLY = ('ours-deploy', 'ours-deploy+compile', 'onnxruntime')
-DEFAULT_ROWS = ('ours', 'ours+compile', 'ours-plain', 'ours-deploy',
-                'ours-raw', 'ours-raw+compile', 'mmpretrain',
+DEFAULT_ROWS = ('ours', 'ours+compile', 'ours-plain', 'ours-lean',
+                'ours-deploy', 'ours-raw', 'ours-raw+compile', 'mmpretrain',
                 'mmpretrain+compile', 'timm', 'timm+compile', 'onnxruntime',
                 'floor', 'floor+convs')
 KNOWN_ROWS = DEFAULT_ROWS + ('ours-deploy+compile', 'ours-plain+compile')
@@ -460,7 +462,8 @@ def run_backbones(args, wanted=None):
             eager[ref_name], x, workdir.name)
         steps['onnxruntime'] = dict(infer=ort_step)
     pairs = [('ours', 'mmpretrain'), ('ours-plain', 'mmpretrain'),
-             ('ours', 'ours-plain'), ('ours-raw', 'timm'),
+             ('ours', 'ours-plain'), ('ours-lean', 'ours-plain'),
+             ('ours-raw', 'timm'),
              ('ours-deploy', 'ours'), ('onnxruntime', ref_name)] + \
         [(n, n.split('+')[0]) for n in models if '+compile' in n]
     diffs = check_equal(outs, pairs, 'fp32')

@@ -68,11 +68,14 @@ def build_model(cfg: Config) -> nn.Module:
     """Build ``cfg.model`` in the registry of the config's default scope."""
     scope = cfg.get('default_scope', 'mmengine')
     init_default_scope(scope)
-    if cfg.model.get('backbone') is not None:
-        cfg.model.backbone.init_cfg = None  # no download
+    backbone = cfg.model.get('backbone')
+    if backbone is not None:
+        backbone.init_cfg = None  # no download
+        if str(backbone.get('type', '')).startswith('mmpoolformer.'):
+            # the paper's ops, named rather than left to the counter (its
+            # module hooks happen to make the blocks run plain)
+            backbone.formulation = 'plain'
     models = importlib.import_module(f'{scope}.registry').MODELS
-    # the counter traces the model (torch.jit.trace), under which the
-    # backbones run their plain formulation: the paper's ops are counted
     model = revert_sync_batchnorm(models.build(cfg.model))
     return model.eval()
 

@@ -256,9 +256,10 @@ def input_channels(module):
 
 
 def describe_reference(module):
-    """``eager, fast_path=True``: how the PyTorch reference runs."""
-    fast = [m.fast_path for m in module.modules() if isinstance(m, MetaFormer)]
-    return 'eager' + (f', fast_path={fast[0]}' if fast else '')
+    """``eager, formulation='auto'``: how the PyTorch reference runs."""
+    found = [m.formulation for m in module.modules()
+             if isinstance(m, MetaFormer)]
+    return 'eager' + (f', formulation={found[0]!r}' if found else '')
 
 
 # -------------------------------------------------------------- arguments

@@ -1,14 +1,11 @@
-from .fast_blocks import convert_blocks
+from .formulation import FORMULATIONS
 from .metaformer import MetaFormer
 from .metaformer_baselines import CAFormer, ConvFormer, IdentityFormer, PoolFormerV2, RandFormer
 from .poolformer import PoolFormer
 from .riformer import RIFormer
+from .token_mixers import TokenMixer
 
 __all__ = [
     'MetaFormer', 'PoolFormer', 'PoolFormerV2', 'IdentityFormer', 'RandFormer',
-    'ConvFormer', 'CAFormer', 'RIFormer', 'convert_blocks'
+    'ConvFormer', 'CAFormer', 'RIFormer', 'TokenMixer', 'FORMULATIONS'
 ]
-
-from mmpoolformer.registry import publish_backbones  # noqa: E402
-
-publish_backbones()  # the classes replace their stand-ins in the root registry

@@ -1,10 +1,16 @@
-"""The MetaFormer block and stage, in the plain formulation.
+"""The MetaFormer block and stage.
 
 A block is ``x = res_scale1 * x + ls1 * mixer(norm1(x))`` then
 ``x = res_scale2 * x + ls2 * mlp(norm2(x))``; a stage is an optional
 downsampling, an optional position embedding and blocks. Stages whose
 norms act on tokens (CAFormer's attention stages) run their blocks on
 ``(B, N, C)`` tokens; every stage takes and returns NCHW maps.
+
+A block computes its function in the formulation its ``formulation``
+attribute names (:mod:`.formulation`): :meth:`MetaFormerBlock.forward_plain`
+is the definition, the fast formulations assemble the same two half-blocks
+from the mixer's forms (:class:`.token_mixers.TokenMixer`) and
+:mod:`.lean` / :mod:`.fused`.
 """
 from typing import Optional, Sequence, Tuple
 
@@ -14,7 +20,10 @@ import torch.nn.functional as F
 import torch.utils.checkpoint as cp
 from mmcv.cnn.bricks import DropPath
 
-from .layers import Mlp, Scale, build_norm
+from . import fused, lean
+from .algebra import product
+from .formulation import choose_formulation
+from .layers import Mlp, Scale, build_norm, scale_vector
 from .token_mixers import build_token_mixer
 
 Tensor = torch.Tensor
@@ -26,8 +35,10 @@ class MetaFormerBlock(nn.Module):
     ``mlp_ratio=0`` drops the second sub-block (no norm2 / mlp / scales);
     ``residual=False`` drops the skip connections (and with them the
     residual scales and stochastic depth, which only act on a residual sum):
-    ablations of the PoolFormer paper.
+    ablations of the PoolFormer paper. ``formulation``: see
+    :mod:`.formulation` (the backbone sets it on every block).
     """
+    formulation = 'plain'
 
     def __init__(self, dim: int, token_mixer: dict, norm_cfg: Optional[dict],
                  mlp_ratio: float, mlp_act_cfg: dict, mlp_bias: bool,
@@ -60,6 +71,17 @@ class MetaFormerBlock(nn.Module):
                           if drop_path_rate > 0 else nn.Identity())
 
     def forward(self, x: Tensor) -> Tensor:
+        how = choose_formulation(self.formulation, self, x)
+        if how == 'plain':
+            return self.forward_plain(x)
+        x = lean.residual_stream(self, x)
+        if how == 'fused' and x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        x = self._mixer_half(how, x)
+        return self._mlp_half(how, x) if self.has_mlp else x
+
+    def forward_plain(self, x: Tensor) -> Tensor:
+        """The definition: the modules' own forward."""
         branch = self.layer_scale1(self.token_mixer(self.norm1(x)))
         x = self.res_scale1(x) + self.drop_path(branch) if self.residual \
             else branch
@@ -68,6 +90,30 @@ class MetaFormerBlock(nn.Module):
             x = self.res_scale2(x) + self.drop_path(branch) if self.residual \
                 else branch
         return x
+
+    def _mixer_half(self, how: str, x: Tensor) -> Tensor:
+        """``res1 * x + ls1 * mixer(norm1(x))``: the mixer's form for the
+        formulation (the fused one falls back to the lean one), else the
+        norm and the mixer's forward."""
+        ls, res = scale_vector(self.layer_scale1), scale_vector(self.res_scale1)
+        keep = lean.keep_factor(self.drop_path, x)
+        if self.residual:
+            forms = ('fused_half', 'lean_half') if how == 'fused' else \
+                ('lean_half', )
+            for name in forms:
+                form = getattr(self.token_mixer, name, None)
+                out = None if form is None else form(x, self.norm1, ls, res,
+                                                     keep)
+                if out is not None:
+                    return out
+        branch = self.token_mixer(self.norm1(x))
+        return lean.residual(x, branch, product(lean.channels(ls, x), keep),
+                             lean.channels(res, x), self.residual)
+
+    def _mlp_half(self, how: str, x: Tensor) -> Tensor:
+        keep = lean.keep_factor(self.drop_path, x)
+        out = fused.mlp_half(self, x, keep) if how == 'fused' else None
+        return lean.mlp_half(self, x, keep) if out is None else out
 
 
 def add_pos_embed(x: Tensor, pos_embed: Tensor) -> Tensor:

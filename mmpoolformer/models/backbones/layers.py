@@ -3,8 +3,8 @@ the StarReLU activation, layer / residual scales, the channel MLP and the
 (norm +) strided convolution of the stem and the downsamplings.
 
 Every layer computes the plain NCHW formulation (tokens ``(B, N, C)`` in
-attention stages); :mod:`.fast_blocks` reads their parameters for the fused
-channels-last one.
+attention stages); the fast formulations (:mod:`.lean`, :mod:`.fused`) read
+their parameters.
 """
 from typing import Optional
 

@@ -1,31 +1,25 @@
 """The lean formulation: the MetaFormer block in standard torch ops, with
-fewer passes over the activations than the plain one.
+fewer passes over the activations than the plain one (what compilers,
+tracers and GPUs run; :mod:`.formulation`).
 
-The fused CPU kernels of :mod:`.fused_ops` run in eager mode on CPU only;
-everywhere else (``torch.compile`` / ``torch.export``, ``torch.jit.trace``,
-``torch.fx``, CUDA and other devices, tensor subclasses) the default model
-computes this formulation. It is the plain block's function, rearranged:
+It is the plain block's function, rearranged with :mod:`.algebra`:
 
-* PoolFormer's mixer behind a one-group GroupNorm: every
-  ``count_include_pad=False`` window averages to one, so
-  ``pool(GN(x)) - GN(x) = gamma / sigma * (pool(x) - x)`` per sample and
-  channel and the half-block is ``lerp(x, pool(x), ls * gamma / sigma)``:
-  the normalised map is never written;
-* every other pass does the most it can: a norm applies its affine in the
-  normalisation pass (a one-group GroupNorm is one reduction and one
-  ``addcmul``), the residual sum applies the layer and residual scales
-  (``addcmul``), an identity mixer or RIFormer's affine mixer folds into
-  the norm's affine (the branch is one ``layer_norm``), StarReLU's scalars
-  fold into the following ``fc2`` (the hidden map is written once, as
-  ``relu(h) ** 2``), and off the CPU, outside compilers, the ReLU runs in
-  the GEMM's epilogue (``_addmm_activation``);
+* PoolFormer's half-block behind a one-group GroupNorm is
+  ``lerp(x, pool(x), ls * gamma / sigma)`` (the pooling identity): the
+  normalised map is never written;
+* a norm applies its affine in the normalisation pass (a one-group
+  GroupNorm is one reduction and one ``addcmul``), the residual sum the
+  layer and residual scales (``addcmul``); an identity mixer or RIFormer's
+  affine mixer folds into the norm's affine, so the branch is one norm;
+* StarReLU's scalars fold into the following ``fc2`` where the hidden map
+  outweighs the weight (it is then written once, as ``relu(h) ** 2``), and
+  off the CPU, outside compilers, the ReLU runs in the GEMM's epilogue;
 * on maps the GEMMs are 1x1 convolutions (what compilers lower best), on
-  tokens linear layers; where the ReLU goes into the GEMM, the GEMM runs on
-  the channels-last view.
+  tokens linear layers.
 
-Folded weights and scales are recomputed from the live Parameters at every
-call: nothing is cached and autograd reaches every Parameter. Norms of other
-kinds (BatchNorm, GroupNorm with several groups) keep their modules.
+Folded weights are recomputed from the live Parameters at every call:
+nothing is cached and autograd reaches every Parameter. Under autocast the
+residual stream keeps the plain block's dtype (:func:`residual_stream`).
 """
 from typing import Optional
 
@@ -33,79 +27,50 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from mmcv.cnn.bricks import DropPath
-from torch.nn.modules import module as module_globals
 
+from . import algebra, torch_ops
+from .algebra import product
+from .formulation import in_graph_capture
 from .layers import StarReLU, matrix, norm_kind, scale_vector
-from .token_mixers import Affine, Attention, IdentityMixer, Pooling, SepConv
 
 Tensor = torch.Tensor
 
 
 # ------------------------------------------------------------ environment
-def is_compiling() -> bool:
-    """Whether dynamo (``torch.compile`` / ``torch.export``) is tracing."""
-    check = getattr(torch.compiler, 'is_compiling', None)  # torch >= 2.3
-    if check is None:
-        check = torch._dynamo.is_compiling
-    return check()
-
-
-def in_graph_capture(x) -> bool:
-    """Whether ``x`` flows through a compiler or tracer rather than eager
-    kernels."""
-    return is_compiling() or isinstance(x, torch.fx.Proxy) or \
-        torch.jit.is_tracing()
-
-
-def autocast_enabled(device_type: str) -> bool:
-    try:
-        return torch.is_autocast_enabled(device_type)  # torch >= 2.4
-    except TypeError:
-        return torch.is_autocast_cpu_enabled() if device_type == 'cpu' \
-            else torch.is_autocast_enabled()
-    except RuntimeError:  # a device without autocast ('meta')
-        return False
-
-
 def gemm_dtype(x: Tensor) -> torch.dtype:
-    """The dtype autocast would run a GEMM on ``x`` in (``x.dtype`` when
-    autocast is off)."""
-    if not autocast_enabled(x.device.type):
-        return x.dtype
+    """The dtype autocast runs a GEMM on ``x`` in (``x.dtype`` without)."""
+    device = x.device.type
     try:
-        return torch.get_autocast_dtype(x.device.type)  # torch >= 2.4
-    except AttributeError:
-        return torch.get_autocast_cpu_dtype()
+        enabled = torch.is_autocast_enabled(device)
+    except RuntimeError:  # a device without autocast ('meta')
+        return x.dtype
+    return torch.get_autocast_dtype(device) if enabled else x.dtype
 
 
-_HOOK_DICTS = ('_forward_hooks', '_forward_pre_hooks', '_backward_hooks',
-               '_backward_pre_hooks')
-_GLOBAL_HOOKS = tuple(f'_global{name}' for name in _HOOK_DICTS)
+def _param_dtype(module: nn.Module) -> torch.dtype:
+    for p in module.parameters():
+        return p.dtype
+    return torch.get_default_dtype()
 
 
-def has_hooks(module: nn.Module) -> bool:
-    """Whether a submodule of ``module`` (not ``module`` itself) or the
-    global module hooks would observe its submodules' calls: then only the
-    plain formulation, which calls them, honours the hooks."""
-    if any(getattr(module_globals, name, None) for name in _GLOBAL_HOOKS):
-        return True
-    for child in module.modules():
-        if child is not module and any(
-                getattr(child, name) for name in _HOOK_DICTS):
-            return True
-    return False
+def residual_stream(block: nn.Module, x: Tensor) -> Tensor:
+    """``x`` in the dtype the plain block's residual stream has: a layer or
+    residual scale (an fp32 Parameter) promotes a bf16 stream (autocast's)
+    to fp32; without one the stream keeps its dtype."""
+    if not any(
+            scale_vector(getattr(block, name, nn.Identity())) is not None
+            for name in ('layer_scale1', 'res_scale1', 'layer_scale2',
+                         'res_scale2')):
+        return x
+    return x.to(torch.promote_types(x.dtype, _param_dtype(block)))
 
 
 # -------------------------------------------------------- stochastic depth
-def drops(drop_path: nn.Module) -> bool:
-    return isinstance(drop_path, DropPath) and drop_path.training and \
-        drop_path.drop_prob > 0
-
-
 def keep_factor(drop_path: nn.Module, x: Tensor) -> Optional[Tensor]:
-    """Per-sample factor of stochastic depth, drawn exactly as mmcv's
-    ``DropPath`` draws it (same RNG calls), or None when inactive."""
-    if not drops(drop_path):
+    """Per-sample factor of stochastic depth, drawn as mmcv's ``DropPath``
+    draws it (the same RNG calls), or None when inactive."""
+    if not (isinstance(drop_path, DropPath) and drop_path.training and
+            drop_path.drop_prob > 0):
         return None
     keep_prob = 1 - drop_path.drop_prob
     shape = (x.shape[0], ) + (1, ) * (x.ndim - 1)
@@ -113,60 +78,39 @@ def keep_factor(drop_path: nn.Module, x: Tensor) -> Optional[Tensor]:
     return (keep_prob + noise).floor_() / keep_prob
 
 
-# --------------------------------------------------------------- pieces
-def _mul(a: Optional[Tensor], b: Optional[Tensor]) -> Optional[Tensor]:
-    if a is None:
-        return b
-    return a if b is None else a * b
-
-
-def _view(vector: Optional[Tensor], maps: bool) -> Optional[Tensor]:
+# ------------------------------------------------------------------ pieces
+def channels(vector: Optional[Tensor], x: Tensor) -> Optional[Tensor]:
     """A (C,) vector broadcast over the channels of NCHW maps or tokens."""
-    if vector is None or not maps:
+    if vector is None or x.dim() != 4:
         return vector
     return vector.view(-1, 1, 1)
 
 
-def _over_channels(fn, x: Tensor, maps: bool) -> Tensor:
+def _over_channels(fn, x: Tensor) -> Tensor:
     """``fn`` of the last dim applied to the channels of maps or tokens."""
-    if not maps:
+    if x.dim() != 4:
         return fn(x)
     return fn(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
 
 
-def normalise(norm: nn.Module, x: Tensor, maps: bool,
-              weight: Optional[Tensor], bias: Optional[Tensor]) -> Tensor:
-    """``norm`` of ``x`` (kind 'layer', 'group' or 'none') with the affine
-    ``weight``, ``bias`` (its own, or one with more folded in) applied in
-    the same pass."""
+def normalise(norm: nn.Module, x: Tensor, affine=None) -> Tensor:
+    """``norm`` of ``x`` with ``affine`` (its own by default, or one with
+    more folded in) applied in the normalisation pass; a norm without a
+    formula of its own (BatchNorm, GroupNorm of several groups) runs its
+    module (with its own affine only)."""
     kind = norm_kind(norm)
+    if affine is None:
+        affine = (getattr(norm, 'weight', None), getattr(norm, 'bias', None))
+    weight, bias = affine
     if kind == 'layer':
         return _over_channels(lambda t: F.layer_norm(
-            t, norm.normalized_shape, weight, bias, norm.eps), x, maps)
-    if kind == 'group':  # one group (maps): statistics per sample
-        var, mean = torch.var_mean(x, dim=(1, 2, 3), correction=0,
-                                   keepdim=True)
-        scale = torch.rsqrt(var + norm.eps)
-        shift = -mean * scale
-        if weight is not None:
-            scale = scale * weight.view(-1, 1, 1)
-            shift = shift * weight.view(-1, 1, 1)
-    else:  # no norm: the affine alone
-        if weight is None:
-            return x if bias is None else x + _view(bias, maps)
-        scale, shift = _view(weight, maps), None
-    if bias is not None:
-        bias = _view(bias, maps)
-        shift = bias if shift is None else shift + bias
-    out = x * scale if shift is None else torch.addcmul(shift, x, scale)
-    # GroupNorm keeps a bf16 input's dtype (autocast) despite fp32 affines
-    return out.to(x.dtype) if kind == 'group' else out
-
-
-def _fuses_relu(x: Tensor) -> bool:
-    # a GEMM epilogue on CUDA-like devices; compilers fuse the ReLU
-    # themselves and tracers should record ordinary ops
-    return not in_graph_capture(x) and x.device.type != 'cpu'
+            t, norm.normalized_shape, weight, bias, norm.eps), x)
+    if kind == 'group':
+        return algebra.group_norm(x, 1, norm.eps, weight, bias)
+    if kind == 'none':  # no norm: the affine alone
+        out = x if weight is None else x * channels(weight, x)
+        return out if bias is None else out + channels(bias, x)
+    return norm(x)
 
 
 def _gemm_relu(x: Tensor, w: Tensor, b: Optional[Tensor]) -> Tensor:
@@ -178,180 +122,101 @@ def _gemm_relu(x: Tensor, w: Tensor, b: Optional[Tensor]) -> Tensor:
     return y.view(*x.shape[:-1], -1)
 
 
-def gemm(x: Tensor, w: Tensor, b: Optional[Tensor], maps: bool,
+def gemm(x: Tensor, w: Tensor, b: Optional[Tensor],
          relu: bool = False) -> Tensor:
     """The channel GEMM ``(out, in)`` of maps (a 1x1 convolution, which
     compilers handle best) or tokens (a linear layer), optionally followed
-    by a ReLU that the GEMM applies itself where it can."""
-    if relu and _fuses_relu(x):
-        return _over_channels(lambda t: _gemm_relu(t, w, b), x, maps)
-    y = F.conv2d(x, w[:, :, None, None], b) if maps else F.linear(x, w, b)
+    by a ReLU that the GEMM applies itself where it can: in an epilogue on
+    CUDA-like devices (compilers fuse it themselves; tracers should record
+    ordinary ops)."""
+    if relu and x.device.type != 'cpu' and not in_graph_capture(x) and \
+            torch_ops.works('addmm_activation'):
+        return _over_channels(lambda t: _gemm_relu(t, w, b), x)
+    y = F.conv2d(x, w[:, :, None, None], b) if x.dim() == 4 else \
+        F.linear(x, w, b)
     return F.relu(y) if relu else y
 
 
-def residual(block: nn.Module, x: Tensor, branch: Tensor,
-             res: Optional[Tensor], factor: Optional[Tensor]) -> Tensor:
-    """``res * x + factor * branch`` (or ``factor * branch`` for a block
-    without skip connections); None means one."""
-    if not block.residual:
+def residual(x: Tensor, branch: Tensor, factor: Optional[Tensor],
+             res: Optional[Tensor], skip: bool = True) -> Tensor:
+    """``res * x + factor * branch`` (``factor * branch`` without the skip
+    connection), the factors broadcast already; None means one."""
+    if not skip:
         return branch if factor is None else branch * factor
     if factor is None:
         return x + branch if res is None else torch.addcmul(branch, x, res)
     return torch.addcmul(x if res is None else x * res, branch, factor)
 
 
-# --------------------------------------------------------------- halves
-def mixer_half(block: nn.Module, x: Tensor) -> Tensor:
-    """``res1 * x + ls1 * mixer(norm1(x))`` of an NCHW map or tokens."""
-    norm, mixer = block.norm1, block.token_mixer
-    ls, res = scale_vector(block.layer_scale1), scale_vector(block.res_scale1)
-    keep = keep_factor(block.drop_path, x)
-    maps = not block.tokens_last
-    kind = norm_kind(norm)
-    if isinstance(mixer, Pooling) and kind == 'group' and block.residual:
-        return _pooling_half(block, x, ls, res, keep)
-    folds = isinstance(mixer, (IdentityMixer, nn.Identity, Affine, SepConv))
-    if isinstance(mixer, Attention):
-        folds = not maps  # the hybrid stages' attention on maps: not
-    if kind is None or not folds:
-        # a mixer with nothing to fold (pooling elsewhere, random mixing,
-        # depthwise convolution, ...) or a norm with no channel formula
-        return residual(block, x, mixer(norm(x)), _view(res, maps),
-                        _mul(_view(ls, maps), keep))
-    if isinstance(mixer, SepConv):
-        branch = _sep_conv_branch(mixer, norm, x)
-    elif isinstance(mixer, Attention):
-        branch = _attention_branch(mixer, norm, x)
-    else:  # the layer scale folds into the norm's affine
-        branch, ls = _affine_branch(mixer, norm, x, ls, maps), None
-    return residual(block, x, branch, _view(res, maps),
-                    _mul(_view(ls, maps), keep))
-
-
-def _pooling_half(block, x, ls, res, keep):
-    norm, size = block.norm1, block.token_mixer.pool_size
-    var = torch.var(x, dim=(1, 2, 3), correction=0)
-    k = torch.rsqrt(var + norm.eps).view(-1, 1, 1, 1)  # 1 / sigma
-    scale = _mul(norm.weight, ls)
+# ------------------------------------------------------- the mixers' forms
+def pooling_half(x: Tensor, norm: nn.Module, ls, res, keep,
+                 pool_size: int) -> Tensor:
+    """``res * x + ls * keep * (pool(GN(x)) - GN(x))`` by the pooling
+    identity (:func:`.algebra.pooling_identity_scale`)."""
+    scale = algebra.pooling_identity_scale(norm.weight, ls)
     if norm.bias is not None:
         # beta cancels; it stays in the graph with an exact zero gradient
         # (a Parameter without one would stop DDP and skip weight decay)
         zero = norm.bias * 0
         scale = zero + 1 if scale is None else scale + zero
-    if scale is not None:
-        k = k * scale.view(-1, 1, 1)
-    if keep is not None:
-        k = k * keep
-    k = k.to(x.dtype)  # a bf16 stream under autocast (no scales)
-    pooled = F.avg_pool2d(x, size, 1, size // 2, count_include_pad=False)
-    if res is None:
-        return torch.lerp(x, pooled, k)  # x + k * (pool(x) - x)
-    return torch.addcmul(x * (res.view(-1, 1, 1) - k), pooled, k)
+    rstd = algebra.group_norm_stats(x, 1, norm.eps)[1].view(-1, 1, 1, 1)
+    gain = product(product(rstd, channels(scale, x)), keep).to(x.dtype)
+    pooled = F.avg_pool2d(x, pool_size, 1, pool_size // 2,
+                          count_include_pad=False)
+    return algebra.pooled_residual(x, pooled, gain, channels(res, x))
 
 
-def _affine_branch(mixer, norm, x, ls, maps):
-    """An identity mixer (``norm(x)``) or RIFormer's ``affine(n) - n``,
-    times the layer scale ``ls``: one per-channel affine of the normalised
-    input, applied by the norm itself."""
-    weight, bias = getattr(norm, 'weight', None), getattr(norm, 'bias', None)
-    if isinstance(mixer, Affine):
-        a = mixer.affine.weight.reshape(-1) - 1
-        weight, bias = _mul(weight, a), (
-            mixer.affine.bias if bias is None else
-            torch.addcmul(mixer.affine.bias, bias, a))
-    return normalise(norm, x, maps, _mul(weight, ls), _mul(bias, ls))
+def channel_affine_half(affine, x: Tensor, norm: nn.Module, ls, res,
+                        keep) -> Optional[Tensor]:
+    """``res * x + ls * keep * mixer(norm(x))`` for a mixer that is a
+    per-channel ``affine`` (identity, RIFormer's): one norm with the mixer's
+    affine and the layer scale folded into its own
+    (:func:`.algebra.compose_affines`)."""
+    if norm_kind(norm) is None:
+        return None
+    own = (getattr(norm, 'weight', None), getattr(norm, 'bias', None))
+    folded = algebra.compose_affines((ls, None),
+                                     algebra.compose_affines(affine, own))
+    return residual(x, normalise(norm, x, folded), keep, channels(res, x))
 
 
-def _norm_affine(norm: nn.Module, x: Tensor, maps: bool) -> Tensor:
-    return normalise(norm, x, maps, getattr(norm, 'weight', None),
-                     getattr(norm, 'bias', None))
-
-
-def _sep_conv_branch(mixer, norm, x):
-    """ConvFormer's ``pwconv2(dwconv(act(pwconv1(norm(x)))))``."""
+def sep_conv_branch(mixer: nn.Module, xn: Tensor) -> Tensor:
+    """ConvFormer's ``pwconv2(dwconv(act(pwconv1(xn))))``; StarReLU as
+    ``s * relu(h) ** 2 + b`` with the ReLU in the GEMM where it can be."""
     star = isinstance(mixer.act1, StarReLU)
-    h = gemm(_norm_affine(norm, x, True), matrix(mixer.pwconv1),
-             mixer.pwconv1.bias, True, relu=star)
-    if star:  # s * relu(h) ** 2 + b
-        h = torch.addcmul(mixer.act1.bias, h.square(), mixer.act1.scale)
-    else:
-        h = mixer.act1(h)
-    return gemm(mixer.dwconv(h), matrix(mixer.pwconv2), mixer.pwconv2.bias,
-                True)
+    h = gemm(xn, matrix(mixer.pwconv1), mixer.pwconv1.bias, relu=star)
+    h = torch.addcmul(mixer.act1.bias, h.square(), mixer.act1.scale) if star \
+        else mixer.act1(h)
+    return gemm(mixer.dwconv(h), matrix(mixer.pwconv2), mixer.pwconv2.bias)
 
 
-def _attention_branch(mixer, norm, tokens):
-    """Attention over (B, N, C) tokens."""
-    q, k, v = mixer.qkv(_norm_affine(norm, tokens, False)).unflatten(
-        -1, (3, mixer.num_heads, mixer.head_dim)).permute(2, 0, 3, 1, 4)
-    y = F.scaled_dot_product_attention(
-        q, k, v, dropout_p=mixer.attn_drop if mixer.training else 0.)
-    return mixer.proj(y.transpose(1, 2).flatten(2))
-
-
-def _worth_folding(w: Tensor, x: Tensor, maps: bool) -> bool:
+# ------------------------------------------------------------- MLP half
+def _worth_folding(w: Tensor, x: Tensor) -> bool:
     """Whether folding scalars into the (out, in) matrix ``w`` (a few
     weight-sized passes, forward and backward) moves fewer bytes than the
     pass over the hidden map it saves: more than 4 rows (tokens) of ``x``
     per output channel. Deep stages at small batches keep the pass."""
-    if isinstance(x, torch.fx.Proxy):
-        return True  # a graph for any input size
-    return x.numel() // x.shape[1 if maps else -1] > 4 * w.shape[0]
+    return x.numel() // x.shape[1 if x.dim() == 4 else -1] > 4 * w.shape[0]
 
 
-def _identity(x: Tensor) -> Tensor:
-    return x
-
-
-def mlp_half(block: nn.Module, x: Tensor) -> Tensor:
-    """``res2 * x + ls2 * fc2(act(fc1(norm2(x))))`` of an NCHW map or
-    tokens."""
+def mlp_half(block: nn.Module, x: Tensor, keep: Optional[Tensor]) -> Tensor:
+    """``res2 * x + ls2 * keep * fc2(act(fc1(norm2(x))))`` of an NCHW map
+    or tokens."""
     norm, mlp = block.norm2, block.mlp
-    ls, res = scale_vector(block.layer_scale2), scale_vector(block.res_scale2)
-    keep = keep_factor(block.drop_path, x)
-    maps = not block.tokens_last
-    if norm_kind(norm) is None:
-        factor = _mul(_view(ls, maps), keep)
-        return residual(block, x, mlp(norm(x)), _view(res, maps), factor)
-    xn = _norm_affine(norm, x, maps)
-    w1, b1 = matrix(mlp.fc1), mlp.fc1.bias
-    w2, b2 = matrix(mlp.fc2), mlp.fc2.bias
+    factor = product(channels(scale_vector(block.layer_scale2), x), keep)
+    res = channels(scale_vector(block.res_scale2), x)
     dropout = mlp.drop.p > 0 and mlp.drop.training
-    drop = mlp.drop if dropout else _identity
-    if isinstance(mlp.act, StarReLU) and not dropout:
-        h = gemm(xn, w1, b1, maps, relu=True).square()
-        if _worth_folding(w2, xn, maps):
-            # fc2(s * r ** 2 + b) = (s * W2) r ** 2 + (b * W2 1 + c2)
-            shift = mlp.act.bias * w2.sum(1)
-            b2 = shift if b2 is None else b2 + shift
-            w2 = w2 * mlp.act.scale
+    if norm_kind(norm) is None or dropout:
+        return residual(x, mlp(norm(x)), factor, res, block.residual)
+    xn = normalise(norm, x)
+    w2, b2 = matrix(mlp.fc2), mlp.fc2.bias
+    if isinstance(mlp.act, StarReLU):
+        h = gemm(xn, matrix(mlp.fc1), mlp.fc1.bias, relu=True).square()
+        if _worth_folding(w2, xn):
+            w2, b2 = algebra.fold_star_relu(w2, b2, mlp.act.scale,
+                                            mlp.act.bias)
         else:
             h = torch.addcmul(mlp.act.bias, h, mlp.act.scale)
     else:
-        h = drop(mlp.act(gemm(xn, w1, b1, maps)))
-    branch = drop(gemm(h, w2, b2, maps))
-    return residual(block, x, branch, _view(res, maps),
-                    _mul(_view(ls, maps), keep))
-
-
-def _param_dtype(module: nn.Module) -> torch.dtype:
-    for p in module.parameters():
-        return p.dtype
-    return torch.get_default_dtype()
-
-
-def _scales_stream(block: nn.Module) -> bool:
-    """Whether a layer or residual scale multiplies the residual stream:
-    under autocast the plain block's product with the fp32 scale promotes
-    a bf16 stream to fp32; without one the stream keeps its dtype."""
-    return any(scale_vector(getattr(block, name)) is not None for name in (
-        'layer_scale1', 'res_scale1', 'layer_scale2', 'res_scale2'))
-
-
-def block_forward(block: nn.Module, x: Tensor) -> Tensor:
-    """The whole :class:`~.blocks.MetaFormerBlock` in the lean formulation."""
-    if autocast_enabled(x.device.type) and _scales_stream(block):
-        # the residual stream in the parameters' dtype, as the plain block's
-        x = x.to(torch.promote_types(x.dtype, _param_dtype(block)))
-    x = mixer_half(block, x)
-    return mlp_half(block, x) if block.has_mlp else x
+        h = mlp.act(gemm(xn, matrix(mlp.fc1), mlp.fc1.bias))
+    return residual(x, gemm(h, w2, b2), factor, res, block.residual)

@@ -12,6 +12,7 @@ Module names follow timm's ``metaformer.py`` so that its checkpoints map by
 name; :mod:`mmpoolformer.checkpoint.convert` maps the other layouts.
 """
 import copy
+import warnings
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
@@ -21,11 +22,12 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from mmpoolformer.registry import MODELS
 
+from . import torch_ops
 from .blocks import MetaFormerBlock, MetaFormerStage
 from .deploy import fold_block_affines
-from .fast_blocks import convert_blocks
+from .formulation import check_formulation
 from .layers import Downsampling, build_norm
-from .token_mixers import TOKEN_STAGE_MIXERS
+from .token_mixers import mixer_class
 
 NUM_STAGES = 4
 POS_EMBED_BASE = 224  # input size the position embeddings are drawn for
@@ -79,21 +81,23 @@ class MetaFormer(BaseModule):
             linearly from 0 over all blocks. Defaults to 0.
         out_indices (int | Sequence[int]): Stages (0-3, negative allowed)
             whose normalised outputs are returned. Defaults to all four.
+            Stages after the last one are not built (no Parameter without
+            a gradient); a checkpoint's weights for them are skipped and
+            reported.
         frozen_stages (int): -1 freezes nothing, 0 the stem, ``k`` the stem,
             stages ``< k`` and their output norms. Defaults to -1.
         norm_eval (bool): Keep BatchNorm layers in eval mode while training.
         with_cp (bool): Recompute each block in backward to save memory.
-        fast_path (bool): Swap in the fast twins of the blocks and
-            downsamplings (:mod:`.fast_blocks`): in eager mode on CPU they
-            run the fused channels-last kernels (same function and
-            gradients up to fp32 rounding; faster, about half the
-            activation memory); under compilers and tracers and on other
-            devices the blocks run the lean formulation (:mod:`.lean`,
-            standard torch ops, fewer passes over the activations). A block
-            whose submodules carry hooks runs its plain modules. The
-            parameters, the state dict and the NCHW module boundaries are
-            the same either way. ``False`` builds only the plain modules.
-            Setting the attribute converts the model. Defaults to True.
+        formulation (str): How the blocks compute their function, the same
+            in every case (parameters, state dict and NCHW module
+            boundaries): ``'auto'`` (default: the ``'fused'`` eager CPU
+            kernels where they run, else ``'lean'`` standard ops: under
+            compilers and tracers, on other devices), ``'plain'``,
+            ``'lean'`` or ``'fused'``. A block whose submodules hooks watch
+            runs ``'plain'`` whatever the value. See docs/speed.md; setting
+            the attribute switches the model.
+        fast_path (bool, optional): Deprecated: ``True`` is
+            ``formulation='auto'``, ``False`` ``'plain'``.
         init_cfg (dict | list[dict], optional): ``dict(type='Pretrained',
             checkpoint=..., prefix=...)`` loads any layout that
             :mod:`mmpoolformer.checkpoint` recognises. Weights are loaded by
@@ -113,7 +117,8 @@ class MetaFormer(BaseModule):
                  frozen_stages: int = -1,
                  norm_eval: bool = False,
                  with_cp: bool = False,
-                 fast_path: bool = True,
+                 formulation: str = 'auto',
+                 fast_path: Optional[bool] = None,
                  init_cfg: Optional[Union[dict, list]] = [
                      dict(type='TruncNormal', layer=['Conv2d', 'Linear'],
                           std=.02, bias=0.),
@@ -148,10 +153,13 @@ class MetaFormer(BaseModule):
         total = sum(self.depths)
         block_idx, stages = 0, []
         for i, (depth, dim) in enumerate(zip(self.depths, self.embed_dims)):
+            if i > self.out_indices[-1]:
+                break  # later stages would feed no output
             mixer, norm_cfg = arch['token_mixers'][i], arch['norm_cfg'][i]
             # a stage whose norm acts on tokens runs on (B, N, C) throughout
             tokens_last = (norm_cfg or {}).get('type') == 'TokenLayerNorm'
-            if tokens_last and mixer['type'] not in TOKEN_STAGE_MIXERS:
+            if tokens_last and not getattr(mixer_class(mixer['type']),
+                                           'runs_on_tokens', False):
                 raise ValueError(
                     f'Stage {i} normalises (B, N, C) tokens (TokenLayerNorm) '
                     f'but its {mixer["type"]} mixer needs NCHW maps; use '
@@ -179,19 +187,37 @@ class MetaFormer(BaseModule):
         for i in self.out_indices:
             self.add_module(f'norm{i}',
                             build_norm(arch['out_norm_cfg'], self.embed_dims[i]))
-        self.fast_path = fast_path
+        torch_ops.probe_all()  # now, not inside a compiler's first trace
+        if fast_path is not None:
+            self.fast_path = fast_path
+        else:
+            self.formulation = formulation
         self._freeze_stages()
 
     # ------------------------------------------------------------ formulation
     @property
+    def formulation(self) -> str:
+        """The blocks' formulation (see the class doc)."""
+        return self._formulation
+
+    @formulation.setter
+    def formulation(self, formulation: str) -> None:
+        self._formulation = check_formulation(formulation)
+        for module in self.modules():
+            if isinstance(module, MetaFormerBlock):
+                module.formulation = formulation
+
+    @property
     def fast_path(self) -> bool:
-        """Whether the blocks are the fused twins (see the class doc)."""
-        return self._fast_path
+        """Deprecated alias: whether the formulation is not ``'plain'``."""
+        return self.formulation != 'plain'
 
     @fast_path.setter
     def fast_path(self, enabled: bool) -> None:
-        convert_blocks(self, bool(enabled))
-        self._fast_path = bool(enabled)
+        warnings.warn("fast_path is deprecated: use formulation='auto' (for "
+                      "fast_path=True) or 'plain' (for False)",
+                      DeprecationWarning, stacklevel=2)
+        self.formulation = 'auto' if enabled else 'plain'
 
     @torch.no_grad()
     def switch_to_deploy(self) -> None:
@@ -318,7 +344,7 @@ class MetaFormer(BaseModule):
         if self.frozen_stages < 0:
             return
         frozen = [self.stem]
-        for i in range(self.frozen_stages):
+        for i in range(min(self.frozen_stages, len(self.stages))):
             frozen.append(self.stages[i])
             if i in self.out_indices:
                 frozen.append(getattr(self, f'norm{i}'))
@@ -409,6 +435,4 @@ class MetaFormer(BaseModule):
             if i in self.out_indices:
                 # necks and heads get the default NCHW layout
                 outs.append(getattr(self, f'norm{i}')(x).contiguous())
-            if i == self.out_indices[-1]:
-                break  # later stages feed no output
         return tuple(outs)

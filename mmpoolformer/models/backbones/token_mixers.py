@@ -1,7 +1,9 @@
 """Token mixers: what distinguishes one MetaFormer from another.
 
 Each takes the block's normalised input, NCHW maps (or ``(B, N, C)`` tokens
-for attention in token stages), and returns the same shape. The mixers that
+in token stages), and returns the same shape. They are registered in
+:data:`mmpoolformer.registry.TOKEN_MIXERS`, so an arch dict names them by
+type, a user's mixer included (see :class:`TokenMixer`). The mixers that
 depend on the token grid (random mixing, the spatial FC ablation) resample
 their matrices in functions that ``torch.fx`` records as calls
 (``torch.fx.wrap``), so the models trace symbolically at any input size.
@@ -13,14 +15,55 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .layers import StarReLU
+from mmpoolformer.registry import TOKEN_MIXERS
+
+from . import fused, lean
+from .algebra import product
+from .layers import StarReLU, norm_kind
 
 Tensor = torch.Tensor
 
 
-class Pooling(nn.Module):
+class TokenMixer(nn.Module):
+    """Base class of the token mixers (any ``nn.Module`` taking ``dim`` and
+    its config's keywords can be one; this class adds the fast forms).
+
+    ``forward(x)`` is the plain formulation and defines the function. A
+    mixer may also state how the fast formulations compute its residual
+    half-block ``res * x + ls * keep * mixer(norm(x))``, with a method per
+    formulation, ``lean_half(x, norm, ls, res, keep)`` in standard torch
+    ops and ``fused_half(...)`` with the eager CPU kernels: ``x`` NCHW maps
+    (channels-last in memory for ``'fused'``) or ``(B, N, C)`` tokens,
+    ``ls`` / ``res`` the layer / residual scale as ``(C,)`` vectors and
+    ``keep`` the stochastic-depth factor shaped like ``x`` (None: one). A
+    form returns None where it does not apply (another norm, say); the
+    fused formulation then tries the lean form, and both fall back to
+    ``norm`` and ``forward()`` as they are.
+
+    A subclass that overrides ``forward()`` and not a form has none: the
+    inherited form would compute its parent's function.
+
+    ``runs_on_tokens``: the mixer also works on ``(B, N, C)`` tokens in
+    token stages (CAFormer's); it then takes a ``tokens_last`` keyword.
+    """
+    FORMS = ('lean_half', 'fused_half')
+    runs_on_tokens = False
+    lean_half = fused_half = None
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if 'forward' in vars(cls):
+            for name in TokenMixer.FORMS:
+                if name not in vars(cls):
+                    setattr(cls, name, None)
+
+
+@TOKEN_MIXERS.register_module()
+class Pooling(TokenMixer):
     """PoolFormer's mixer ``avgpool(x) - x``; border windows average only
-    real tokens (``count_include_pad=False``)."""
+    real tokens (``count_include_pad=False``). Behind a one-group GroupNorm
+    both fast forms use the pooling identity
+    (:func:`.algebra.pooling_identity_scale`)."""
 
     def __init__(self, dim: int, pool_size: int = 3):
         super().__init__()
@@ -38,12 +81,45 @@ class Pooling(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         return self.pool(x) - x
 
+    def lean_half(self, x, norm, ls, res, keep):
+        if norm_kind(norm) == 'group' and x.dim() == 4:
+            return lean.pooling_half(x, norm, ls, res, keep, self.pool_size)
 
-class IdentityMixer(nn.Identity):
-    """IdentityFormer's mixer: no token mixing at all."""
+    def fused_half(self, x, norm, ls, res, keep):
+        if norm_kind(norm) == 'group' and x.dim() == 4:
+            return fused.pooling_half(x, norm, ls, res, keep, self.pool_size)
 
-    def __init__(self, dim: int):
+
+class ChannelAffineMixer(TokenMixer):
+    """A mixer that is a per-channel affine ``scale * n + shift`` of its
+    input: both fast forms fold it into the norm before it, so the branch is
+    one norm (:func:`.lean.channel_affine_half`)."""
+
+    def channel_affine(self):
+        """``(scale, shift)`` as ``(C,)`` vectors (None: one / zero)."""
+        raise NotImplementedError
+
+    def lean_half(self, x, norm, ls, res, keep):
+        return lean.channel_affine_half(self.channel_affine(), x, norm, ls,
+                                        res, keep)
+
+
+@TOKEN_MIXERS.register_module(name='Identity')
+class IdentityMixer(ChannelAffineMixer):
+    """IdentityFormer's mixer: no token mixing at all (also what
+    RIFormer's deployed blocks have)."""
+    runs_on_tokens = True
+
+    def __init__(self, dim: int, tokens_last: bool = False):
         super().__init__()
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x
+
+    def channel_affine(self):
+        return None, None
+
+    lean_half = ChannelAffineMixer.lean_half
 
 
 def square_grid(num_tokens: int) -> Tuple[int, int]:
@@ -99,7 +175,8 @@ torch.fx.wrap('random_mixing')
 torch.fx.wrap('spatial_fc')
 
 
-class RandomMixing(nn.Module):
+@TOKEN_MIXERS.register_module()
+class RandomMixing(TokenMixer):
     """RandFormer's mixer: a frozen random row-stochastic token matrix.
 
     The paper draws it for a fixed token count (a square grid of
@@ -120,7 +197,8 @@ class RandomMixing(nn.Module):
         return random_mixing(x, self.random_matrix, self.base)
 
 
-class SpatialFC(nn.Module):
+@TOKEN_MIXERS.register_module()
+class SpatialFC(TokenMixer):
     """Ablation mixer of the PoolFormer paper: a learnable fully connected
     layer across the tokens of a ``num_tokens`` square grid (ResMLP-style).
     At other grids its weight is resampled like :class:`RandomMixing`'s."""
@@ -136,7 +214,8 @@ class SpatialFC(nn.Module):
         return spatial_fc(x, self.weight, self.bias, self.base)
 
 
-class SepConv(nn.Module):
+@TOKEN_MIXERS.register_module()
+class SepConv(TokenMixer):
     """ConvFormer's mixer: 1x1 expand, StarReLU, depthwise 7x7, 1x1 project
     (MobileNetV2's inverted separable convolution)."""
 
@@ -153,11 +232,21 @@ class SepConv(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         return self.pwconv2(self.dwconv(self.act1(self.pwconv1(x))))
 
+    def lean_half(self, x, norm, ls, res, keep):
+        branch = lean.sep_conv_branch(self, lean.normalise(norm, x))
+        return lean.residual(x, branch, product(lean.channels(ls, x), keep),
+                             lean.channels(res, x))
 
-class Attention(nn.Module):
+    def fused_half(self, x, norm, ls, res, keep):
+        return fused.sep_conv_half(self, x, norm, ls, res, keep)
+
+
+@TOKEN_MIXERS.register_module()
+class Attention(TokenMixer):
     """Multi-head self-attention, heads of ``head_dim`` channels, on (B, N, C)
     tokens (CAFormer's token stages) or, with ``tokens_last=False``, on NCHW
     maps (the PoolFormer paper's hybrid stages, which keep GroupNorm)."""
+    runs_on_tokens = True
 
     def __init__(self, dim: int, head_dim: int = 32, qkv_bias: bool = False,
                  proj_bias: bool = False, attn_drop: float = 0.,
@@ -186,7 +275,8 @@ class Attention(nn.Module):
         return self.proj(x.transpose(1, 2).flatten(2))
 
 
-class DepthwiseConv(nn.Module):
+@TOKEN_MIXERS.register_module()
+class DepthwiseConv(TokenMixer):
     """Ablation mixer of the PoolFormer paper: a learnable depthwise
     ``kernel_size`` convolution in place of pooling."""
 
@@ -199,7 +289,8 @@ class DepthwiseConv(nn.Module):
         return self.conv(x)
 
 
-class Affine(nn.Module):
+@TOKEN_MIXERS.register_module()
+class Affine(ChannelAffineMixer):
     """RIFormer's training-time mixer ``affine(x) - x`` (depthwise 1x1)."""
 
     def __init__(self, dim: int):
@@ -209,23 +300,32 @@ class Affine(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         return self.affine(x) - x
 
+    def channel_affine(self):
+        return self.affine.weight.reshape(-1) - 1, self.affine.bias
 
-TOKEN_MIXERS = dict(Pooling=Pooling, Identity=IdentityMixer,
-                    RandomMixing=RandomMixing, SpatialFC=SpatialFC,
-                    SepConv=SepConv, Attention=Attention, Affine=Affine,
-                    DepthwiseConv=DepthwiseConv)
-#: mixers that run on (B, N, C) tokens in a token stage
-TOKEN_STAGE_MIXERS = ('Attention', 'Identity')
+    lean_half = ChannelAffineMixer.lean_half
+
+
+def mixer_class(mixer_type):
+    """The registered mixer class of a config's ``type`` (a name or a
+    class); a clear error for an unknown name."""
+    if not isinstance(mixer_type, str):
+        return mixer_type
+    cls = TOKEN_MIXERS.get(mixer_type)
+    if cls is None:
+        raise ValueError(
+            f'Unknown token mixer {mixer_type!r}; choose one of '
+            f'{sorted(TOKEN_MIXERS.module_dict)}, or register your own with '
+            f'@mmpoolformer.registry.TOKEN_MIXERS.register_module() in a '
+            f'module that the config\'s custom_imports names.')
+    return cls
 
 
 def build_token_mixer(cfg: dict, dim: int, tokens_last: bool = False) -> nn.Module:
-    """A mixer from ``dict(type=<name in TOKEN_MIXERS>, **kwargs)`` for
+    """A mixer from ``dict(type=<registered name or class>, **kwargs)`` for
     ``dim`` channels; ``tokens_last``: it runs in a token stage."""
     cfg = dict(cfg)
-    mixer_type = cfg.pop('type')
-    if mixer_type not in TOKEN_MIXERS:
-        raise ValueError(f'Unknown token mixer {mixer_type!r}; choose one of '
-                         f'{sorted(TOKEN_MIXERS)}.')
-    if mixer_type == 'Attention':
+    cls = mixer_class(cfg.pop('type'))
+    if getattr(cls, 'runs_on_tokens', False):
         cfg['tokens_last'] = tokens_last
-    return TOKEN_MIXERS[mixer_type](dim, **cfg)
+    return cls(dim, **cfg)

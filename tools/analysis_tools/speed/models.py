@@ -1,8 +1,9 @@
 """The models a benchmark compares, all computing the same function.
 
-Backbone level: ours (the default constructor), ours with the plain
-formulation (``fast_path=False``), ours in deploy mode, ours without output
-norms (what timm's ``features_only`` returns), mmpretrain's ``PoolFormer``
+Backbone level: ours (the default constructor), ours with the plain and
+the lean formulations (``formulation='plain'`` / ``'lean'``), ours in
+deploy mode, ours without output norms (what timm's ``features_only``
+returns), mmpretrain's ``PoolFormer``
 and timm's model; each of ours, ours-raw, mmpretrain and timm also under
 ``torch.compile`` (default inductor), as a row of its own.
 Detector level: RetinaNet / Semantic FPN from our configs, once with our
@@ -143,7 +144,9 @@ def build_backbones(timm_name: str, seed: int = 0) -> dict:
 
     deploy = _rebuilt(build, ours)
     deploy.switch_to_deploy()
-    rows = {'ours': ours, 'ours-plain': _rebuilt(build, ours, fast_path=False),
+    rows = {'ours': ours,
+            'ours-plain': _rebuilt(build, ours, formulation='plain'),
+            'ours-lean': _rebuilt(build, ours, formulation='lean'),
             'ours-deploy': deploy,
             'ours-raw': _rebuilt(build, ours, out_norm_cfg=None), **rows}
     for m in rows.values():
