@@ -116,7 +116,8 @@ try:
         # mmpoolformer/.mim (configs, tools, model-index.yml): MANIFEST.in
         include_package_data=True,
         python_requires='>=3.8',
-        # torch 2.1: LayerNorm(bias=); newer calls are guarded with fallbacks
+        # the oldest torch the backbones' tests ran on (docs/installation.md);
+        # import mmpoolformer names it below that too (stack.TORCH_FLOOR)
         install_requires=['torch>=2.1', 'numpy'],
         extras_require=EXTRAS,
         license='Apache-2.0',

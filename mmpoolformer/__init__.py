@@ -10,8 +10,14 @@ when a config or a lookup needs them (see :mod:`mmpoolformer.registry`).
 import importlib
 import importlib.util
 
-from .stack import INSTALL_HINT, register_config_scope
+from .stack import INSTALL_HINT, check_torch, register_config_scope
 
+try:
+    import torch
+except ImportError as exc:
+    raise ImportError(f'mmpoolformer needs torch ({exc}); {INSTALL_HINT}.') \
+        from exc
+check_torch(torch.__version__)
 try:
     import mmcv  # noqa: F401
     import mmengine  # noqa: F401

@@ -23,6 +23,21 @@ INSTALL_HINT = ('install a stack with `make install` (original OpenMMLab 2.x) '
                 'by hand `pip install -e .[mim]` / `pip install -e .[onedl]`')
 
 
+#: the oldest torch the backbones' tests have run on (setup.py requires it)
+TORCH_FLOOR = (2, 1)
+
+
+def check_torch(version: str) -> None:
+    """ImportError naming the floor for a torch older than
+    :data:`TORCH_FLOOR` (``version``: ``torch.__version__``)."""
+    found = tuple(int(v) for v in version.split('+')[0].split('.')[:2])
+    if found < TORCH_FLOOR:
+        raise ImportError(
+            f'mmpoolformer needs torch >= {".".join(map(str, TORCH_FLOOR))}, '
+            f'found {version}; upgrade torch (and mmcv built for it), or '
+            f'{INSTALL_HINT}.')
+
+
 def _has_distribution(name: str) -> bool:
     try:
         metadata.distribution(name)

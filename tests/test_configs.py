@@ -941,7 +941,7 @@ def test_riformer_config_deploys_to_the_same_classifier():
         before = model(x, mode='tensor')
         model.backbone.switch_to_deploy()
         after = model(x, mode='tensor')
-    assert all(type(b.token_mixer).__name__ == 'Identity'
+    assert all(type(b.token_mixer).__name__ == 'IdentityMixer'
                for s in model.backbone.stages for b in s.blocks)
     torch.testing.assert_close(before, after, rtol=1e-4, atol=1e-4)
 

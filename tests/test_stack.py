@@ -92,3 +92,16 @@ def test_weights_only_allowlist_only_where_mmengine_needs_it():
     assert mmengine_handles_weights_only() == (installed_stack() == 'onedl')
     plain = isinstance(runner_checkpoint_globals(), contextlib.nullcontext)
     assert plain == mmengine_handles_weights_only()
+
+
+def test_the_torch_floor_is_required_and_named():
+    """setup.py's torch requirement is the floor import checks; below it,
+    one ImportError names the floor and the found version."""
+    from mmpoolformer.stack import TORCH_FLOOR, check_torch
+    floor = '.'.join(map(str, TORCH_FLOOR))
+    requires = metadata.requires('mmpoolformer') or []
+    assert f'torch>={floor}' in requires
+    check_torch(f'{floor}.0+cpu')
+    check_torch('2.14.1')
+    with pytest.raises(ImportError, match=rf'needs torch >= {floor}, found 2\.0\.1'):
+        check_torch('2.0.1')

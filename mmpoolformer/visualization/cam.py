@@ -3,7 +3,7 @@
 A classifier's target is a class score; inside a detector or segmentor the
 target is the mean activation of the backbone's last returned map.
 Grad-CAM hooks the target stage's output and its gradient: an NCHW map in
-either formulation of the backbone, so the user's model is used as it is.
+every formulation of the backbone, so the user's model is used as it is.
 """
 from typing import Optional
 

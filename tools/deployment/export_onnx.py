@@ -123,8 +123,9 @@ def build_parser():
 # ------------------------------------------------------------------ models
 def parse_arch(spec: str):
     """``'PoolFormer/s12'`` -> the backbone, random weights."""
-    known = {name.lower(): getattr(families, name) for name in families.__all__
-             if getattr(families, name) is not MetaFormer}
+    known = {name.lower(): cls for name in families.__all__
+             if isinstance(cls := getattr(families, name), type) and
+             issubclass(cls, MetaFormer) and cls is not MetaFormer}
     family, _, arch = spec.partition('/')
     cls = known.get(family.lower())
     if cls is None:

@@ -120,13 +120,12 @@ def group_norm(x: Tensor, num_groups: int, eps: float,
     shape = x.shape
     if num_groups != 1:
         x = x.reshape(shape[0], num_groups, -1, *shape[2:])
-        mean, rstd = (t.reshape(*t.shape[:2], *(1, ) * (x.dim() - 2))
-                      for t in (mean, rstd))
+        stats = (shape[0], num_groups) + (1, ) * (x.dim() - 2)
         channels = (1, num_groups, -1) + (1, ) * (x.dim() - 3)
     else:
-        mean, rstd = (t.reshape(-1, *(1, ) * (x.dim() - 1))
-                      for t in (mean, rstd))
+        stats = (-1, ) + (1, ) * (x.dim() - 1)
         channels = (1, -1) + (1, ) * (x.dim() - 2)
+    mean, rstd = mean.reshape(stats), rstd.reshape(stats)
     scale, shift = rstd, -mean * rstd
     if weight is not None:
         w = weight.reshape(channels)

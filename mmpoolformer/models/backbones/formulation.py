@@ -38,11 +38,19 @@ def check_formulation(formulation: str) -> str:
     return formulation
 
 
+def is_compiling() -> bool:
+    """``torch.compiler.is_compiling()`` (torch >= 2.3; dynamo's before)."""
+    if hasattr(torch.compiler, 'is_compiling'):
+        return torch.compiler.is_compiling()
+    from torch import _dynamo
+    return _dynamo.is_compiling()
+
+
 def in_graph_capture(x) -> bool:
     """Whether ``x`` flows through a compiler (``torch.compile``,
     ``torch.export``) or a tracer (``torch.jit.trace``, ``torch.fx``)."""
-    return torch.compiler.is_compiling() or isinstance(x, torch.fx.Proxy) \
-        or torch.jit.is_tracing()
+    return is_compiling() or isinstance(x, torch.fx.Proxy) or \
+        torch.jit.is_tracing()
 
 
 def fused_kernels_run(x) -> bool:

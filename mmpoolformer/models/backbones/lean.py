@@ -37,9 +37,18 @@ Tensor = torch.Tensor
 
 
 # ------------------------------------------------------------ environment
+_PER_DEVICE_AUTOCAST = hasattr(torch, 'get_autocast_dtype')  # torch >= 2.4
+
+
 def gemm_dtype(x: Tensor) -> torch.dtype:
     """The dtype autocast runs a GEMM on ``x`` in (``x.dtype`` without)."""
     device = x.device.type
+    if not _PER_DEVICE_AUTOCAST:  # torch < 2.4: CPU and CUDA functions
+        if device == 'cpu' and torch.is_autocast_cpu_enabled():
+            return torch.get_autocast_cpu_dtype()
+        if device == 'cuda' and torch.is_autocast_enabled():
+            return torch.get_autocast_gpu_dtype()
+        return x.dtype
     try:
         enabled = torch.is_autocast_enabled(device)
     except RuntimeError:  # a device without autocast ('meta')
