@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
@@ -303,36 +304,25 @@ def import_get_flops():
     return load_tool('analysis_tools/get_flops.py')
 
 
-def test_every_family_and_arch_has_a_config():
-    expected = {f'poolformer/{f}_poolformer_{a}_coco.py' for f in ('retinanet', 'mask_rcnn')
-                for a in ('s12', 's24', 's36')}
-    expected |= {f'poolformer/fpn_poolformer_{a}_ade20k.py' for a in IN1K_DROP_PATH}
-    expected |= {f'poolformer/poolformer_{a}_in1k.py' for a in IN1K_DROP_PATH}
-    expected |= {f'ablations/poolformer_s12_{v}_in1k.py' for v in ABLATIONS}
-    expected |= {f'ablations/poolformer_s12_{e}e_in1k.py' for e in EPOCHS}
-    expected.add('ablations/retinanet_poolformer_s12_ppaa_coco.py')
-    expected |= {f'metaformer/{n}_in1k.py' for n in FAMILY_IN1K}
-    expected |= {f'metaformer/{f}_s18_{v}.py' for f in ('convformer',
-                                                        'caformer')
-                 for v in BASELINE_VARIANTS}
-    expected |= {f'metaformer/riformer_{a}_distill_in1k.py'
-                 for a in RIFORMER_DISTILL}
-    expected |= {f'metaformer/{task}_{family}_s18_{data}.py'
-                 for family in ('convformer', 'caformer')
-                 for task, data in (('retinanet', 'coco'),
-                                    ('mask_rcnn', 'coco'), ('fpn', 'ade20k'),
-                                    ('upernet', 'ade20k'))}
-    # mmdet's / mmseg's newer heads on S12, S24 and ConvFormer / CAFormer-S18
-    for task, data in (('cascade_mask_rcnn', 'coco_3x'),
-                       ('dino_4scale', 'coco'),
-                       ('mask2former', 'coco_instance'),
-                       ('mask2former', 'coco_panoptic'),
-                       ('mask2former', 'ade20k')):
-        expected |= {f'poolformer/{task}_poolformer_{a}_{data}.py'
-                     for a in ('s12', 's24')}
-        expected |= {f'metaformer/{task}_{family}_s18_{data}.py'
-                     for family in ('convformer', 'caformer')}
-    assert set(CONFIGS) == expected
+def metafile_configs():
+    """The configs the folders' metafiles list (OpenMMLab's model index)."""
+    return sorted(model['Config'].removeprefix('configs/')
+                  for metafile in sorted(CONFIG_DIR.glob('*/metafile.yml'))
+                  for model in yaml.safe_load(metafile.read_text())['Models'])
+
+
+def test_the_metafiles_list_the_configs_and_every_family_has_one():
+    """The metafiles say which configs exist (tests/test_model_index.py
+    holds each entry to its config): every folder config is listed, and
+    every registered family has an ImageNet config among them."""
+    from mmpoolformer.models import MetaFormer
+    listed = metafile_configs()
+    assert listed == CONFIGS
+    families = [name for name, cls in mmpoolformer.MODELS.module_dict.items()
+                if issubclass(cls, MetaFormer) and cls.arch_zoo]
+    for family in families:
+        assert any(Path(c).name.startswith(f'{family.lower()}_') and
+                   c.endswith('_in1k.py') for c in listed), family
 
 
 def alias_target(name):
