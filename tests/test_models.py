@@ -321,6 +321,8 @@ def test_fast_path_is_a_deprecated_alias():
         model.fast_path = True
     assert model.formulation == 'auto' and model.fast_path
     assert {b.formulation for s in model.stages for b in s.blocks} == {'auto'}
+    with pytest.raises(ValueError, match='not both'):
+        build('PoolFormer', fast_path=True, formulation='lean')
 
 
 # ------------------------------------------------ private torch operators

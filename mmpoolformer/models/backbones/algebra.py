@@ -69,10 +69,12 @@ def fold_affine_into_linear(weight: Tensor, bias: Optional[Tensor],
                             gamma: Optional[Tensor],
                             beta: Optional[Tensor]) -> Affine:
     """``(W', b')`` with ``W (gamma * n + beta) + b = W' n + b'``: a norm's
-    affine into the (out, in) matrix that follows it."""
+    affine into the (out, in) matrix that follows it. ``W beta`` as an
+    element-wise product and sum: in the weights' dtype under autocast too
+    (which would run a matrix-vector product in bf16)."""
     if beta is not None:
-        bias = weight.mv(beta) if bias is None else torch.addmv(bias, weight,
-                                                                beta)
+        shift = (weight * beta).sum(1)
+        bias = shift if bias is None else bias + shift
     return (weight if gamma is None else weight * gamma), bias
 
 

@@ -46,12 +46,14 @@ def to_nhwc(x: Tensor) -> Tensor:
     return x.permute(0, 2, 3, 1).contiguous()
 
 
-def layer_norm_rows(x2: Tensor, eps: float):
-    """``native_layer_norm`` over the rows of a 2-D ``x2``, affine-free:
-    (normalised, mean, rstd). It passes a weight of ones: ATen's CPU kernel
-    is about twice as fast with a weight as without one."""
-    ones = _constant('ones', (x2.shape[1], ), x2.dtype, x2.device)
-    return torch.ops.aten.native_layer_norm(x2, [x2.shape[1]], ones, None,
+def layer_norm_rows(x2: Tensor, eps: float, weight: Optional[Tensor] = None,
+                    bias: Optional[Tensor] = None):
+    """``native_layer_norm`` over the rows of a 2-D ``x2``: (normalised,
+    mean, rstd). Without a ``weight`` it passes ones: ATen's CPU kernel is
+    about twice as fast with a weight as without one."""
+    if weight is None:
+        weight = _constant('ones', (x2.shape[1], ), x2.dtype, x2.device)
+    return torch.ops.aten.native_layer_norm(x2, [x2.shape[1]], weight, bias,
                                             eps)
 
 
@@ -225,14 +227,24 @@ def _act(h: Tensor, kind: str, s: Optional[Tensor], b: Optional[Tensor]):
 
 
 # ----------------------------------------------------------------- norms
-def _norm_forward(y: Tensor, norm: Optional[str], eps: float):
-    """Affine-free norm of a ``(..., C)`` map as ``(B*H*W, C)`` rows, with
-    its statistics (None without a norm)."""
+def _norm_forward(y: Tensor, norm: Optional[str], eps: float,
+                  affine=(None, None)):
+    """The norm of a ``(..., C)`` map as ``(B*H*W, C)`` rows, with its
+    statistics (None without a norm). ``affine``: the norm's (gamma, beta),
+    applied in the same pass (inference: folding them into the next GEMM's
+    weights would cost weight-sized passes at every call), or none (the
+    autograd functions fold them into the GEMM, differentiably)."""
     y2 = y.reshape(-1, y.shape[-1])
-    if norm == 'group':
-        xn, mean, rstd = layer_norm_rows(y.reshape(y.shape[0], -1), eps)
+    gamma, beta = affine
+    if norm == 'group':  # the per-channel affine tiled over the positions
+        positions = y[0].numel() // y.shape[-1]
+        gamma, beta = (None if p is None else
+                       p.to(y.dtype).expand(positions, -1).reshape(-1)
+                       for p in (gamma, beta))
+        xn, mean, rstd = layer_norm_rows(y.reshape(y.shape[0], -1), eps,
+                                         gamma, beta)
     elif norm == 'layer':
-        xn, mean, rstd = layer_norm_rows(y2, eps)
+        xn, mean, rstd = layer_norm_rows(y2, eps, gamma, beta)
     else:
         return y2, None, None
     return xn.reshape(y2.shape), mean.reshape(-1), rstd.reshape(-1)
@@ -317,10 +329,10 @@ def _like(grads, inputs):
 
 # ---------------------------------------------------------------------- MLP
 def _norm_mlp_forward(y, w1, b1, w2, b2, s, b, norm, eps, act, residual,
-                      dtype, saving):
+                      dtype, saving, affine=(None, None)):
     """``fc2(act(fc1(norm(y)))) (+ residual rows)`` as rows, and what
     :class:`NormMlp` keeps (``saving``) or None."""
-    xn, mean, rstd = _norm_forward(y, norm, eps)
+    xn, mean, rstd = _norm_forward(y, norm, eps, affine)
     xn = xn.to(dtype)
     if act == 'star_relu':
         # h is r = relu(fc1(x)) (the ReLU in the GEMM), and StarReLU's
@@ -427,8 +439,10 @@ def mlp_half(block: nn.Module, x: Tensor,
         return None
     ls, res = scale_vector(block.layer_scale2), scale_vector(block.res_scale2)
     y = to_nhwc(x) if x.dim() == 4 else x
-    w1, b1 = algebra.fold_affine_into_linear(matrix(mlp.fc1), mlp.fc1.bias,
-                                             *_affine(block.norm2, kind))
+    affine, training = _affine(block.norm2, kind), torch.is_grad_enabled()
+    w1, b1 = matrix(mlp.fc1), mlp.fc1.bias
+    if training:
+        w1, b1 = algebra.fold_affine_into_linear(w1, b1, *affine)
     w2, b2 = algebra.fold_scale_into_linear(matrix(mlp.fc2), mlp.fc2.bias, ls)
     s, b = (mlp.act.scale, mlp.act.bias) if act == 'star_relu' else \
         (None, None)
@@ -437,10 +451,10 @@ def mlp_half(block: nn.Module, x: Tensor,
     dtype = lean.gemm_dtype(y)
     fused_residual = block.residual and keep is None
     residual = (y if res is None else y * res) if fused_residual else None
-    if not torch.is_grad_enabled():
+    if not training:
         rows = None if residual is None else residual.reshape(-1, y.shape[-1])
         out = _norm_mlp_forward(y, w1, b1, w2, b2, s, b, norm, eps, act, rows,
-                                dtype, False)[0].reshape(y.shape)
+                                dtype, False, affine)[0].reshape(y.shape)
     else:
         add_input = residual is y
         out = NormMlp.apply(y, w1, b1, w2, b2, s, b, norm, eps, act,
@@ -461,10 +475,10 @@ def _depthwise(a: Tensor, wd: Tensor, bd: Optional[Tensor]) -> Tensor:
 
 
 def _sep_conv_forward(y, w1, b1, s, b, wd, bd, w2, b2, norm, eps, dtype,
-                      saving):
+                      saving, affine=(None, None)):
     """``pw2(dw(star_relu(pw1(norm(y)))))`` as rows, and what
     :class:`SepConvMix` keeps (``saving``) or None."""
-    xn, mean, rstd = _norm_forward(y, norm, eps)
+    xn, mean, rstd = _norm_forward(y, norm, eps, affine)
     xn = xn.to(dtype)
     r = linear(xn, w1, b1, 'relu')
     a = r * r if saving else r.square_()  # StarReLU, in fp32 under autocast
@@ -549,16 +563,18 @@ def sep_conv_half(mixer: nn.Module, x: Tensor, norm: nn.Module, ls, res,
             not _plain_depthwise(mixer.dwconv):
         return None
     y = to_nhwc(x)
-    w1, b1 = algebra.fold_affine_into_linear(
-        matrix(mixer.pwconv1), mixer.pwconv1.bias, *_affine(norm, kind))
+    affine, training = _affine(norm, kind), torch.is_grad_enabled()
+    w1, b1 = matrix(mixer.pwconv1), mixer.pwconv1.bias
+    if training:  # as in mlp_half
+        w1, b1 = algebra.fold_affine_into_linear(w1, b1, *affine)
     w2, b2 = algebra.fold_scale_into_linear(matrix(mixer.pwconv2),
                                             mixer.pwconv2.bias, ls)
     args = (y, w1, b1, mixer.act1.scale, mixer.act1.bias, mixer.dwconv.weight,
             mixer.dwconv.bias, w2, b2, None if kind == 'none' else kind,
             getattr(norm, 'eps', 0.), lean.gemm_dtype(y))
-    if torch.is_grad_enabled():
+    if training:
         branch = SepConvMix.apply(*args)
     else:
-        branch = _sep_conv_forward(*args, False)[0].reshape(y.shape)
+        branch = _sep_conv_forward(*args, False, affine)[0].reshape(y.shape)
     return lean.residual(x, to_nchw(branch), keep, lean.channels(res, x))
 

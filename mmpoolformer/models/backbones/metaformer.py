@@ -189,6 +189,10 @@ class MetaFormer(BaseModule):
                             build_norm(arch['out_norm_cfg'], self.embed_dims[i]))
         torch_ops.probe_all()  # now, not inside a compiler's first trace
         if fast_path is not None:
+            if formulation != 'auto':
+                raise ValueError(
+                    f'give formulation={formulation!r} or the deprecated '
+                    f'fast_path={fast_path}, not both.')
             self.fast_path = fast_path
         else:
             self.formulation = formulation
