@@ -265,7 +265,7 @@ def verify(model: nn.Module, path, sizes: Iterable[Sequence[int]],
     """``{input shape: max abs difference}`` between the ONNX file (or an
     open ``session`` of it) and ``model`` in eval mode, over all outputs,
     on a random input of each of ``sizes`` ((N, C, H, W) each). ``model``
-    is the reference as given (e.g. with its fast path, not folded)."""
+    is the reference as given (e.g. in its own formulation, not folded)."""
     session = session or ort_session(path)
     gen = torch.Generator().manual_seed(seed)
     was_training = model.training

@@ -327,7 +327,7 @@ def plain_references(plain, x, seed):
 
 def plain_equality(model, references, x, seed):
     """One fp32 training pass of ``model`` against the plain formulation
-    (the fp32 promise of tests/test_fast_path.py), and both against the
+    (the fp32 promise of tests/test_models.py), and both against the
     plain formulation in float64 (``references``: :func:`plain_references`):
     fp32 rounding alone moves deep random models by ~1e-5, so
     ``rounding_floor`` (plain fp32 vs float64) says how close two correct

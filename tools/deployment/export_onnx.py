@@ -21,7 +21,7 @@ operator).
 ``--deploy`` calls the backbone's ``switch_to_deploy()`` (norm affines and
 layer scales folded into the convolutions) on the export copy only. Either
 way the ONNX outputs are compared with the PyTorch model as loaded (eager,
-its fast path as shipped, nothing folded) on several input shapes; a
+its own formulation, nothing folded) on several input shapes; a
 difference above ``--atol`` is an error. Then both run the same
 ``--batch`` x 3 x H x W input, interleaved, and the medians are printed side
 by side.
