@@ -3,8 +3,9 @@
 ``import mmpoolformer`` (what ``custom_imports=dict(imports=['mmpoolformer'])``
 does) creates our registries (children of mmengine's, scope
 ``mmpoolformer``: configs name ``type='mmpoolformer.PoolFormer'``) and adds
-the ``mmpoolformer`` config scope to mmengine's table of ``pkg::`` scopes;
-it changes nothing else. mmdet, mmseg and mmpretrain are imported only
+the ``mmpoolformer`` config scope to mmengine's table of ``pkg::`` scopes
+(on the onedl fork it also maps ``mmseg`` there, whose distribution has
+another name); it changes nothing else. mmdet, mmseg and mmpretrain are imported only
 when a config or a lookup needs them (see :mod:`mmpoolformer.registry`).
 """
 import importlib

@@ -12,9 +12,9 @@ Only scoped names: configs name our classes ``mmpoolformer.PoolFormer``,
 as mmdet configs name mmpretrain's backbones ``mmpretrain.ConvNeXt``, so no
 name of ours can shadow or collide with another package's. Nothing of
 mmengine, mmdet, mmseg or mmpretrain is replaced; outside our registries
-only mmengine's table of config scopes gains entries
+only mmengine's table of config scopes changes
 (:func:`mmpoolformer.stack.register_config_scope`): ours, which
-``mmpoolformer::`` bases need.
+``mmpoolformer::`` bases need, and on the onedl fork mmseg's.
 
 :data:`TOKEN_MIXERS` holds the token mixers an arch dict names by type; a
 user's module imported by ``custom_imports`` can register more.
