@@ -16,12 +16,13 @@ import torch.nn.functional as F
 from helpers import load_tool, tool_error
 from speed import PeakLiveBytes
 from speed.floor import gemm_floor_steps, gemm_flops, record_gemms
-from speed.models import detector_training_input
+from speed.models import detector_test_input, detector_training_input
 from speed.report import (
     LEAN,
     PEER,
     REFERENCE,
     gpu_table_targets,
+    low_precision_targets,
     peer_targets,
 )
 from speed.traffic import OpBytes
@@ -49,11 +50,19 @@ def test_backbone_rows_agree_and_are_reported(tmp_path):
                     '--warmup', '0', '--no-compile', '--json', str(out)])
     results = json.loads(out.read_text())
     rows = results['rows']
-    assert {'ours', 'ours-plain', 'ours-deploy', 'ours-raw', 'mmpretrain',
-            'timm', 'onnxruntime', 'floor', 'floor+convs'} <= set(rows)
+    assert {'ours', 'ours-plain', 'ours-deploy', 'ours-packed', 'ours-raw',
+            'mmpretrain', 'timm', 'onnxruntime', 'ours-int8',
+            'reference-int8', 'floor', 'floor+convs'} <= set(rows)
     assert not any('+compile' in r for r in rows)
     assert all(r['infer_ms'] > 0 for r in rows.values())
-    assert 'train_ms' not in rows['ours-deploy']
+    assert all('train_ms' not in rows[r] for r in benchmark.INFER_ONLY
+               if r in rows)
+    # int8 is close to fp32, not equal (random weights, random calibration)
+    assert set(results['int8_rel_deviation']) == {'ours-int8',
+                                                  'reference-int8'}
+    assert all(0 < d < 0.3 for d in results['int8_rel_deviation'].values())
+    engines = results['environment']['cpu_matrix_engines']
+    assert set(engines) == set(benchmark.MATRIX_FLAGS)
     assert rows['ours']['peak_train_mb'] > rows['ours']['saved_activations_mb'] > 0
     # the rows were checked to compute one function before timing
     assert all(d < 1e-4 for d in results['max_rel_diff_fp32'].values())
@@ -260,6 +269,48 @@ def test_detector_mode(tmp_path):
     assert set(results['rows']) == {'ours', 'mmpretrain'}
     assert results['loss_rel_diff'] < 1e-4  # same weights, same function
     assert results['targets'][0]['target'].startswith('RetinaNet')
+
+
+def test_detector_inference_mode(tmp_path, capsys):
+    """Whole-model inference: ours, ours-packed and mmpretrain's backbone,
+    same outputs, at the config's test size unless --size is given."""
+    out = tmp_path / 'bench.json'
+    benchmark.main(['--detector', 'fpn', '--modes', 'infer', '--size', '64',
+                    '--reps', '1', '--warmup', '0', '--dtype', 'bf16',
+                    '--json', str(out)])
+    results = json.loads(out.read_text())
+    assert set(results['rows']) == {'ours', 'ours-packed', 'mmpretrain'}
+    assert all(d < 1e-4 for d in results['max_rel_diff_fp32'].values())
+    assert results['size_hw'] == [64, 64]
+    assert results['targets'][0]['target'] == \
+        'Semantic FPN inference vs mmpretrain backbone'
+    assert 'CPU matrix engines: ' in capsys.readouterr().out
+    assert detector_test_input('retinanet') == (800, 1088)
+    assert detector_test_input('fpn') == (512, 704)
+
+
+def test_low_precision_targets():
+    """bf16: ours against its floor and the fastest compiled peer; int8:
+    against ours in bf16 and the reference quantized the same way."""
+    results = _results({'ours': (40, None), 'ours-packed': (30, None),
+                        'mmpretrain+compile': (60, None),
+                        'timm+compile': (66, None), 'floor+convs': (20, None),
+                        'ours-int8': (15, None),
+                        'reference-int8': (18, None)})
+    results['config'] = dict(dtype='bf16', modes=['infer'],
+                             arch='poolformer_s12')
+    got = {t['target']: t for t in low_precision_targets(results)}
+    floor = got['bf16 inference <= 1.6x floor+convs']
+    assert floor['ours'] == 'ours-packed' and floor['ratio'] == 1.5
+    assert floor['met']
+    peer = got['bf16 inference >= 1.6x fastest compiled peer']
+    assert (peer['reference'], peer['ratio'], peer['met']) == (
+        'mmpretrain+compile', 2.0, True)
+    assert got['int8 inference >= 1.5x ours in bf16']['ratio'] == 2.0
+    same = got['int8 inference >= the reference quantized the same way']
+    assert same['ratio'] == 1.2 and same['met']
+    results['config']['dtype'] = 'fp32'
+    assert low_precision_targets(results) == []
 
 
 def test_gpu_table_dry_run_on_cpu(tmp_path, capsys):

@@ -16,7 +16,7 @@ import torch
 
 import mmpoolformer
 from mmpoolformer.models import MetaFormer
-from mmpoolformer.models.backbones import FORMULATIONS, torch_ops
+from mmpoolformer.models.backbones import FORMULATIONS, INFERENCE_ONLY, packed, torch_ops
 
 from helpers import assert_every_parameter_learns, randomise_, rel_error
 
@@ -32,6 +32,7 @@ VARIANTS = {
 }
 MODELS = FAMILIES + sorted(VARIANTS)
 FAST = [f for f in FORMULATIONS if f != 'plain']
+TRAINABLE = [f for f in FAST if f not in INFERENCE_ONLY]
 FUSED_NODES = {'PoolMixBackward', 'NormMlpBackward', 'SepConvMixBackward'}
 ODD = (2, 3, 71, 97)
 
@@ -93,7 +94,7 @@ def assert_ran(formulation, name, ops):
         assert 'NormMlpBackward' in ops, ops
 
 
-@pytest.mark.parametrize('formulation', FAST)
+@pytest.mark.parametrize('formulation', TRAINABLE)
 @pytest.mark.parametrize('name', MODELS)
 def test_equals_plain_in_float64(name, formulation):
     """Outputs, the input gradient and every parameter gradient in training
@@ -118,7 +119,7 @@ def test_equals_plain_in_float64(name, formulation):
             assert rel_error(a, b) <= 1e-10
 
 
-@pytest.mark.parametrize('formulation', FAST)
+@pytest.mark.parametrize('formulation', TRAINABLE)
 @pytest.mark.parametrize('name', MODELS)
 def test_within_1e5_in_float32(name, formulation):
     model, plain = pair(name, formulation)
@@ -141,7 +142,7 @@ def block_dtypes(model):
     return seen
 
 
-@pytest.mark.parametrize('formulation', FAST)
+@pytest.mark.parametrize('formulation', TRAINABLE)
 @pytest.mark.parametrize('name', MODELS)
 def test_bfloat16_autocast_as_the_plain_formulation(name, formulation):
     """Under CPU bf16 autocast every block returns the plain block's dtype
@@ -172,7 +173,88 @@ def test_bfloat16_autocast_as_the_plain_formulation(name, formulation):
         assert rel_error(a.float(), e) <= 1.5 * rel_error(b.float(), e) + 1e-3
 
 
-@pytest.mark.parametrize('formulation', FORMULATIONS)
+@pytest.mark.parametrize('formulation', INFERENCE_ONLY)
+@pytest.mark.parametrize('name', MODELS)
+def test_inference_formulation_equals_plain(name, formulation):
+    """Inference only: float64 exact, float32 within 1e-5, bf16 autocast
+    with the plain block's dtypes and as close to fp32 as plain, the
+    prepared weights made once per block and dtype."""
+    model, plain = pair(name, formulation, torch.float64)
+    model.eval(), plain.eval()
+    x = torch.randn(*ODD, dtype=torch.float64)
+    with torch.no_grad():
+        assert all(rel_error(a, b) <= 1e-10
+                   for a, b in zip(model(x), plain(x)))
+        model.float(), plain.float()
+        x = torch.randn(2, 3, 64, 96)
+        for _ in range(2):  # the second call on the prepared weights
+            assert all(rel_error(a, b) <= 1e-5
+                       for a, b in zip(model(x), plain(x)))
+        exact = plain(x)
+        dtypes_m, dtypes_p = block_dtypes(model), block_dtypes(plain)
+        with torch.autocast('cpu', dtype=torch.bfloat16):
+            ours, theirs = model(x), plain(x)
+    assert dtypes_m == dtypes_p and len(dtypes_m) == sum(SMALL['depths'])
+    for a, b, e in zip(ours, theirs, exact):
+        assert a.dtype == b.dtype
+        assert 1e-4 < rel_error(a.float(), e) <= \
+            1.5 * rel_error(b.float(), e) + 1e-3
+    if name in FAMILIES:  # every family has a fused MLP
+        blocks = [b for s in model.stages for b in s.blocks]
+        assert all(b in packed._PREPARED for b in blocks)
+        kinds = {w.is_mkldnn for b in blocks
+                 for w in packed._PREPARED[b]['mlp'][1]
+                 if w is not None and w.dim() == 2}
+        assert kinds == {torch_ops.works('onednn_packed_linear')}
+
+
+def test_packed_follows_its_weights_and_refuses_autograd():
+    """The prepared weights follow load_state_dict, in-place updates (an
+    optimizer step) and dtype changes; they are in no state dict and the
+    model deep-copies after using them."""
+    model = randomise_(build('ConvFormer', formulation='packed')).eval()
+    other = randomise_(build('ConvFormer', formulation='plain'), seed=1)
+    x = torch.randn(2, 3, 64, 64)
+    with pytest.raises(RuntimeError, match=r"'packed' is for inference.*"
+                       r"torch\.no_grad\(\).*formulation='auto'"):
+        model(x)
+    keys = set(model.state_dict())
+    with torch.no_grad():
+        model(x)
+        model.load_state_dict(other.state_dict())
+        assert all(rel_error(a, b) <= 1e-5
+                   for a, b in zip(model(x), other.eval()(x)))
+        for m in (model, other):
+            m.stages[0].blocks[0].mlp.fc1.weight.mul_(2)
+            m.stages[1].blocks[0].token_mixer.pwconv2.weight.add_(0.1)
+        assert all(rel_error(a, b) <= 1e-5
+                   for a, b in zip(model(x), other(x)))
+        model.double(), other.double()
+        assert all(rel_error(a, b) <= 1e-10
+                   for a, b in zip(model(x.double()), other(x.double())))
+        copied = copy.deepcopy(model)
+        assert all(rel_error(a, b) <= 1e-10
+                   for a, b in zip(copied(x.double()), other(x.double())))
+    assert set(model.state_dict()) == keys
+
+
+def test_packed_without_onednn_layout_is_the_same_function(monkeypatch,
+                                                           fresh_probes):
+    def broken():
+        raise TypeError('changed signature')
+    monkeypatch.setitem(torch_ops.PROBES, 'onednn_packed_linear', broken)
+    model, plain = pair('PoolFormerV2', 'packed')
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        assert all(rel_error(a, b) <= 1e-5
+                   for a, b in zip(model.eval()(x), plain.eval()(x)))
+    block = model.stages[0].blocks[0]
+    assert not any(w.is_mkldnn for w in packed._PREPARED[block]['mlp'][1]
+                   if w is not None)
+
+
+@pytest.mark.parametrize('formulation',
+                         [f for f in FORMULATIONS if f not in INFERENCE_ONLY])
 @pytest.mark.parametrize('name', FAMILIES)
 def test_backbone_contract(name, formulation):
     """Stride-4/8/16/32 maps of the preset's widths (the smallest preset),

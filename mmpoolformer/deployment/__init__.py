@@ -1,6 +1,7 @@
 """Deployment: ONNX export of the backbones (and any tensor-returning
-model), checked against PyTorch in onnxruntime. Needs the optional packages
-onnx, onnxscript and onnxruntime, imported only when used."""
+model), checked against PyTorch in onnxruntime, and int8 quantization of
+whole models through onnxruntime. Needs the optional packages onnx,
+onnxscript and onnxruntime, imported only when used."""
 from .onnx import (
                    DEFAULT_OPSET,
                    ClassifierLogits,
@@ -12,9 +13,10 @@ from .onnx import (
                    swap_group_norms_,
                    verify,
 )
+from .quantize import TensorPart, evaluate, quantize_onnx
 
 __all__ = [
     'DEFAULT_OPSET', 'ClassifierLogits', 'ExportGroupNorm', 'export_onnx',
     'ort_session', 'prepare_for_export', 'run_session', 'swap_group_norms_',
-    'verify'
+    'verify', 'TensorPart', 'evaluate', 'quantize_onnx'
 ]

@@ -27,6 +27,12 @@ Rows (backbone mode), all computing the same function (checked first):
   dtype) and is reported apart; the
   warm-up rounds run as for every row. A row that fails to compile is
   reported as FAILED, the others go on;
+* ``ours-packed``: ``formulation='packed'`` (inference only: weights
+  prepared once);
+* ``ours-int8``, ``reference-int8``: ours and the reference exported to
+  ONNX and quantized to int8 by onnxruntime's static quantization (the
+  flow of ``tools/deployment/quantize.py``; calibrated on random batches,
+  a timing row), inference only;
 * ``onnxruntime``: the reference (mmpretrain's model, else timm's) exported
   to ONNX, run by onnxruntime (inference only): the deployment yardstick,
   interleaved with its threads not spinning, and once more alone with its
@@ -36,7 +42,14 @@ Rows (backbone mode), all computing the same function (checked first):
 
 Detector mode (``--detector retinanet|fpn``): the training step of our
 RetinaNet-S12 / Semantic FPN-S12 config against the same model with
-``mmpretrain.PoolFormer`` as its backbone, same weights, same batch.
+``mmpretrain.PoolFormer`` as its backbone, same weights, same batch; with
+``--modes infer`` the whole model's tensor forward (batch 1 at the config's
+test size unless ``--batch`` / ``--size``), ours also with its backbone in
+the packed formulation.
+
+On a CPU the run first prints which matrix engines the CPU has (AMX,
+AVX-512 BF16, VNNI): every ratio is against this machine's own GEMM floor
+and peers.
 
 GPU table (``--gpu-table OUT.json``): every arch of ``--items``
 (default: PoolFormer-S12/S24/M36, PoolFormerV2-S12, ConvFormer-S18,
@@ -86,6 +99,7 @@ from speed.models import (
     COMPILABLE,
     compiled,
     detector_batch,
+    detector_test_input,
     detector_training_input,
     has_output_norms,
 )
@@ -96,6 +110,7 @@ from speed.report import (
     format_gpu_table,
     format_table,
     gpu_table_targets,
+    low_precision_targets,
     peer_targets,
 )
 from speed.timing import (
@@ -115,11 +130,14 @@ class ToolError(Exception):
 
 
 TOL = 1e-4  # relative (2-norm) agreement required between rows, fp32
-INFER_ONLY = ('ours-deploy', 'ours-deploy+compile', 'onnxruntime')
+INFER_ONLY = ('ours-packed', 'ours-deploy', 'ours-deploy+compile',
+              'onnxruntime', 'ours-int8', 'reference-int8')
+INT8_ROWS = ('ours-int8', 'reference-int8')
 DEFAULT_ROWS = ('ours', 'ours+compile', 'ours-plain', 'ours-lean',
-                'ours-deploy', 'ours-raw', 'ours-raw+compile', 'mmpretrain',
-                'mmpretrain+compile', 'timm', 'timm+compile', 'onnxruntime',
-                'floor', 'floor+convs')
+                'ours-packed', 'ours-deploy', 'ours-raw', 'ours-raw+compile',
+                'mmpretrain', 'mmpretrain+compile', 'timm', 'timm+compile',
+                'onnxruntime', 'ours-int8', 'reference-int8', 'floor',
+                'floor+convs')
 KNOWN_ROWS = DEFAULT_ROWS + ('ours-deploy+compile', 'ours-plain+compile')
 # ours compiled is ours-raw+compile there: the function timm computes (the
 # inference targets), one compiled model of ours less to build per arch
@@ -184,8 +202,9 @@ def parse_args(argv=None):
     gpu = bool(args.gpu_table)
     args.device = args.device or ('cuda' if gpu else 'cpu')
     args.dtype = args.dtype or ('bf16' if gpu else 'fp32')
-    if args.detector:
-        args.modes = ['train']
+    if args.detector and args.modes != ['infer']:
+        args.modes = ['train']  # a detector's training step, or inference
+    args.size_given = args.size is not None
     if args.batch is not None and args.batch < 1 or \
             args.size is not None and args.size < 32 or \
             args.reps < 1 or args.warmup < 0:
@@ -254,6 +273,30 @@ def onnx_row(reference, x, workdir):
         return lambda: run_session(session, x_cpu)
     return (lambda: run_session(quiet, x_cpu)), spinning_step, \
         [torch.as_tensor(o).to(x.device) for o in run_session(quiet, x_cpu)]
+
+
+def int8_row(model, x, workdir, name):
+    """``model`` exported to ONNX and quantized to int8 by onnxruntime's
+    static quantization (:func:`mmpoolformer.deployment.quantize_onnx`,
+    calibrated on a few random batches: a timing row), a step running it
+    without spinning threads, and its outputs."""
+    from mmpoolformer.deployment import (
+        export_onnx,
+        ort_session,
+        quantize_onnx,
+        run_session,
+    )
+    path = os.path.join(workdir, f'{name}.float.onnx')
+    export_onnx(copy.deepcopy(model).float().cpu(), path,
+                input_shape=tuple(x.shape))
+    gen = torch.Generator().manual_seed(7)
+    calibration = [torch.randn(x.shape, generator=gen) for _ in range(4)]
+    quantized = quantize_onnx(path, os.path.join(workdir, f'{name}.onnx'),
+                              calibration)
+    session = ort_session(quantized, spinning=False)
+    x_cpu = x.float().cpu()
+    return (lambda: run_session(session, x_cpu)), \
+        [torch.as_tensor(o).to(x.device) for o in run_session(session, x_cpu)]
 
 
 def check_equal(outs, pairs, label):
@@ -461,8 +504,21 @@ def run_backbones(args, wanted=None):
         ort_step, ort_spinning, outs['onnxruntime'] = onnx_row(
             eager[ref_name], x, workdir.name)
         steps['onnxruntime'] = dict(infer=ort_step)
+    int8 = {}
+    for name in INT8_ROWS:
+        if name in wanted:
+            source = eager['ours' if name == 'ours-int8' else ref_name]
+            print(f'quantizing {"ours" if name == "ours-int8" else ref_name}'
+                  ' to int8 (onnxruntime, static)')
+            step, got = int8_row(source, x, workdir.name, name)
+            steps[name] = dict(infer=step)
+            int8[name] = max(rel(p, q) for p, q in zip(
+                got, outputs(source, x, 'fp32', args.device)))
+            print(f'int8 vs fp32, {name}: relative deviation '
+                  f'{int8[name]:.2e}')
     pairs = [('ours', 'mmpretrain'), ('ours-plain', 'mmpretrain'),
              ('ours', 'ours-plain'), ('ours-lean', 'ours-plain'),
+             ('ours-packed', 'ours-plain'),
              ('ours-raw', 'timm'),
              ('ours-deploy', 'ours'), ('onnxruntime', ref_name)] + \
         [(n, n.split('+')[0]) for n in models if '+compile' in n]
@@ -568,7 +624,8 @@ def run_backbones(args, wanted=None):
     if not args.no_traffic:
         traffic = eager_traffic(eager, args.size)
         print(format_traffic(traffic))
-    extra = dict(traffic=traffic, max_rel_diff_fp32=diffs, low_precision_rel_deviation=low,
+    extra = dict(traffic=traffic, max_rel_diff_fp32=diffs,
+                 low_precision_rel_deviation=low, int8_rel_deviation=int8,
                  reference=ref_name, failed_rows=first.failed,
                  plain_equality_detail=equality,
                  plain_equality={n: _worst(e) for n, e in equality.items()},
@@ -577,8 +634,13 @@ def run_backbones(args, wanted=None):
 
 
 def run_detectors(args, kind=None, batch=None, size_hw=None):
+    """Training steps (ours, mmpretrain's backbone) or inference (those and
+    ours-packed), by ``args.modes``."""
     kind = kind or args.detector
     models = build_detectors(kind, args.seed)
+    if args.modes == ['infer']:
+        return run_detector_inference(args, kind, models, batch, size_hw)
+    models.pop('ours-packed')
     inputs, samples = detector_batch(kind, batch or args.batch,
                                      size_hw or args.size, args.seed,
                                      args.device)
@@ -608,11 +670,68 @@ def run_detectors(args, kind=None, batch=None, size_hw=None):
     return rows, DETECTOR_TARGETS[kind], dict(loss_rel_diff=d, losses=losses)
 
 
+def run_detector_inference(args, kind, models, batch, size_hw):
+    """The whole model's tensor forward at its config's test size (batch
+    1 by default), ours (default and packed backbone) against the same
+    model on mmpretrain's backbone, in ``args.dtype``."""
+    size_hw = size_hw or ((args.size, args.size) if args.size_given else
+                          detector_test_input(kind))
+    inputs, samples = detector_batch(kind, batch or args.batch, size_hw,
+                                     args.seed, args.device)
+    outs = {}
+    for name, m in models.items():
+        m.to(args.device).eval()
+        with torch.inference_mode(), exact_fp32():
+            flat = []
+            for o in m._forward(inputs):
+                flat.extend(o if isinstance(o, (list, tuple)) else [o])
+            outs[name] = [o.float() for o in flat]
+    diffs = check_equal(outs, [('ours', 'mmpretrain'),
+                               ('ours-packed', 'mmpretrain')], 'fp32')
+    steps = {n: {'infer': detector_steps(m, inputs, samples, args.dtype,
+                                         args.device)['infer']}
+             for n, m in models.items()}
+    timed = interleaved_medians(steps, ['infer'], args.reps, args.warmup,
+                                args.device)
+    rows = {n: dict(infer_ms=timed[n]['infer']['median_ms'],
+                    infer_ms_all=timed[n]['infer']['all_ms']) for n in steps}
+    print(f'{kind} inference input {size_hw[0]}x{size_hw[1]}')
+    return rows, DETECTOR_TARGETS[f'{kind} inference'], dict(
+        max_rel_diff_fp32=diffs, size_hw=list(size_hw))
+
+
+#: the CPU flags that say which matrix engine runs bf16 and int8 GEMMs
+MATRIX_FLAGS = ('amx_bf16', 'amx_int8', 'avx512_bf16', 'avx512_vnni')
+
+
+def cpu_matrix_engines() -> dict:
+    """``{flag: present}`` of :data:`MATRIX_FLAGS` (Linux: /proc/cpuinfo;
+    elsewhere all unknown, None)."""
+    try:
+        with open('/proc/cpuinfo') as f:
+            flags = next((line.split(':', 1)[1].split() for line in f
+                          if line.startswith('flags')), [])
+    except OSError:
+        return dict.fromkeys(MATRIX_FLAGS)
+    return {flag: flag in flags for flag in MATRIX_FLAGS}
+
+
+def describe_matrix_engines(engines: dict) -> str:
+    if engines.get('amx_bf16') is None:
+        return 'CPU matrix engines: unknown (no /proc/cpuinfo)'
+    amx = 'AMX (bf16 and int8 tiles)' if engines['amx_bf16'] else 'no AMX'
+    rest = ', '.join(f'{name}: {"yes" if engines[name] else "no"}'
+                     for name in ('avx512_bf16', 'avx512_vnni'))
+    return (f'CPU matrix engines: {amx}; {rest}. Every ratio is against '
+            "this machine's own GEMM floor and peers")
+
+
 def environment(args):
     return dict(
         torch=torch.__version__, threads=torch.get_num_threads(),
         machine=platform.machine(), python=platform.python_version(),
         processor=platform.processor(),
+        cpu_matrix_engines=cpu_matrix_engines(),
         device=(torch.cuda.get_device_name() if is_cuda(args.device)
                 else f'CPU, {os.cpu_count()} cores'))
 
@@ -676,7 +795,9 @@ def main(argv=None):
         torch.manual_seed(args.seed)
         if args.gpu_table:
             return gpu_table(args)
-        args.batch = args.batch or (2 if args.detector else 8)
+        detector_infer = args.detector and args.modes == ['infer']
+        args.batch = args.batch or (1 if detector_infer else
+                                    2 if args.detector else 8)
         args.size = args.size or (512 if args.detector else 224)
         rows, targets, extra = (run_detectors if args.detector
                                 else run_backbones)(args)
@@ -685,9 +806,13 @@ def main(argv=None):
             environment=environment(args), rows=rows, **extra)
         results['targets'] = check_targets(results, targets)
         if not args.detector:
-            results['targets'] += peer_targets(results)
+            results['targets'] += peer_targets(results) + \
+                low_precision_targets(results)
         what = args.detector or args.arch
-        print(f'\n{what}  batch {args.batch}  {args.size}x{args.size}  '
+        if not is_cuda(args.device):
+            print(describe_matrix_engines(cpu_matrix_engines()))
+        h, w = results.get('size_hw') or (args.size, args.size)
+        print(f'\n{what}  batch {args.batch}  {h}x{w}  '
               f'{args.dtype}  {args.device}'
               f'{"  channels_last" if args.channels_last else ""}  '
               f'{torch.get_num_threads()} threads  median of {args.reps}')

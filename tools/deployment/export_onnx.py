@@ -48,6 +48,7 @@ import mmpoolformer
 from mmpoolformer.checkpoint import (
     CheckpointMismatchError,
     load_backbone_checkpoint,
+    runner_checkpoint_globals,
     unwrap_checkpoint,
 )
 from mmpoolformer.deployment import (
@@ -165,7 +166,9 @@ def build_from_config(args):
 def read_state_dict(path):
     """The state dict of any checkpoint file mmengine reads."""
     try:
-        return unwrap_checkpoint(_load_checkpoint(path, map_location='cpu'))
+        with runner_checkpoint_globals():  # a Runner's, under torch >= 2.6
+            return unwrap_checkpoint(_load_checkpoint(path,
+                                                      map_location='cpu'))
     except Exception as exc:  # unreadable file: say so, not a traceback
         raise ToolError(f'cannot read checkpoint {path}: '
                         f'{type(exc).__name__}: {exc}') from None

@@ -1,4 +1,4 @@
-from .formulation import FORMULATIONS
+from .formulation import FORMULATIONS, INFERENCE_ONLY
 from .metaformer import MetaFormer
 from .metaformer_baselines import CAFormer, ConvFormer, IdentityFormer, PoolFormerV2, RandFormer
 from .poolformer import PoolFormer
@@ -7,5 +7,6 @@ from .token_mixers import TokenMixer
 
 __all__ = [
     'MetaFormer', 'PoolFormer', 'PoolFormerV2', 'IdentityFormer', 'RandFormer',
-    'ConvFormer', 'CAFormer', 'RIFormer', 'TokenMixer', 'FORMULATIONS'
+    'ConvFormer', 'CAFormer', 'RIFormer', 'TokenMixer', 'FORMULATIONS',
+    'INFERENCE_ONLY'
 ]

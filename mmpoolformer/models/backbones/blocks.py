@@ -29,6 +29,12 @@ from .token_mixers import build_token_mixer
 Tensor = torch.Tensor
 
 
+#: the mixer forms each formulation tries, in order (then the norm and the
+#: mixer's forward)
+FORMS = dict(lean=('lean_half', ), fused=('fused_half', 'lean_half'),
+             packed=('packed_half', 'fused_half', 'lean_half'))
+
+
 class MetaFormerBlock(nn.Module):
     """norm -> token mixer -> (layer scale) residual, norm -> MLP -> residual.
 
@@ -75,7 +81,7 @@ class MetaFormerBlock(nn.Module):
         if how == 'plain':
             return self.forward_plain(x)
         x = lean.residual_stream(self, x)
-        if how == 'fused' and x.dim() == 4:
+        if how in ('fused', 'packed') and x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
         x = self._mixer_half(how, x)
         return self._mlp_half(how, x) if self.has_mlp else x
@@ -93,13 +99,13 @@ class MetaFormerBlock(nn.Module):
 
     def _mixer_half(self, how: str, x: Tensor) -> Tensor:
         """``res1 * x + ls1 * mixer(norm1(x))``: the mixer's form for the
-        formulation (the fused one falls back to the lean one), else the
-        norm and the mixer's forward."""
+        formulation (the packed one falls back to the fused one, the fused
+        one to the lean one: :data:`FORMS`), else the norm and the mixer's
+        forward."""
         ls, res = scale_vector(self.layer_scale1), scale_vector(self.res_scale1)
         keep = lean.keep_factor(self.drop_path, x)
         if self.residual:
-            forms = ('fused_half', 'lean_half') if how == 'fused' else \
-                ('lean_half', )
+            forms = FORMS[how]
             for name in forms:
                 form = getattr(self.token_mixer, name, None)
                 out = None if form is None else form(x, self.norm1, ls, res,
@@ -112,7 +118,8 @@ class MetaFormerBlock(nn.Module):
 
     def _mlp_half(self, how: str, x: Tensor) -> Tensor:
         keep = lean.keep_factor(self.drop_path, x)
-        out = fused.mlp_half(self, x, keep) if how == 'fused' else None
+        out = fused.mlp_half(self, x, keep, how == 'packed') \
+            if how in ('fused', 'packed') else None
         return lean.mlp_half(self, x, keep) if out is None else out
 
 

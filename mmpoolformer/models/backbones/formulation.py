@@ -15,6 +15,10 @@ Parameters, state dict and NCHW module boundaries; they differ in how:
     Eager CPU kernels on channels-last maps (:mod:`.fused`): oneDNN GEMMs
     with their epilogues fused and hand-written backward passes that keep
     about half the activations. Eager CPU only: anywhere else it raises.
+``'packed'``
+    Eager CPU inference (no autograd) with the fused kernels on weights
+    prepared once (:mod:`.packed`): folded, in the GEMMs' dtype, in
+    oneDNN's layout. Anywhere else, and with gradients enabled, it raises.
 ``'auto'`` (the default)
     ``'fused'`` where its kernels run, ``'lean'`` elsewhere
     (:func:`auto_formulation`).
@@ -28,7 +32,9 @@ import torch.nn as nn
 
 from . import torch_ops
 
-FORMULATIONS = ('auto', 'plain', 'lean', 'fused')
+FORMULATIONS = ('auto', 'plain', 'lean', 'fused', 'packed')
+#: formulations without autograd: they refuse to run with gradients enabled
+INFERENCE_ONLY = ('packed', )
 
 
 def check_formulation(formulation: str) -> str:
@@ -89,21 +95,27 @@ def choose_formulation(formulation: str, block: nn.Module, x) -> str:
     formulation calls those modules, a hook must see the tensors it expects
     and an fx graph names the modules it calls (what feature extractors
     and quantizers look for). Otherwise the argument itself, with
-    ``'auto'`` resolved by :func:`auto_formulation`. ``'fused'`` where its
-    kernels cannot run raises, naming the alternatives.
+    ``'auto'`` resolved by :func:`auto_formulation`. ``'fused'`` or
+    ``'packed'`` where its kernels cannot run raises, naming the
+    alternatives, and so does ``'packed'`` with gradients enabled.
     """
     if formulation == 'plain' or isinstance(x, torch.fx.Proxy) or \
             observed_by_hooks(block):
         return 'plain'
     if formulation == 'auto':
         return auto_formulation(x)
-    if formulation == 'fused' and not fused_kernels_run(x):
+    if formulation in ('fused', 'packed') and not fused_kernels_run(x):
         where = ('inside a compiler or tracer' if in_graph_capture(x) else
                  f'on a {type(x).__name__} on {x.device}' if
                  x.device.type != 'cpu' or type(x) is not torch.Tensor else
                  'on this torch (its private operators failed their probes)')
         raise RuntimeError(
-            f"formulation='fused' runs eager CPU kernels only, but the block "
-            f"was called {where}; use formulation='auto' (which picks 'lean' "
-            f"there) or 'lean'.")
+            f"formulation={formulation!r} runs eager CPU kernels only, but "
+            f"the block was called {where}; use formulation='auto' (which "
+            f"picks 'lean' there) or 'lean'.")
+    if formulation in INFERENCE_ONLY and torch.is_grad_enabled():
+        raise RuntimeError(
+            "formulation='packed' is for inference: its weights are prepared "
+            "once, without autograd. Call the model under torch.no_grad() or "
+            "torch.inference_mode(), or train with formulation='auto'.")
     return formulation

@@ -31,6 +31,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from . import algebra, lean
+from . import packed as packed_weights
 from .layers import StarReLU, matrix, norm_kind, scale_vector
 
 Tensor = torch.Tensor
@@ -192,7 +193,8 @@ def linear(x: Tensor, w: Tensor, b: Optional[Tensor],
            residual: Optional[Tensor] = None) -> Tensor:
     """``act(x @ w.T + b) (+ residual)`` on a 2-D ``x`` (``act``: None,
     ``'gelu'`` or ``'relu'``), without autograd
-    (inside autograd functions or under ``no_grad``).
+    (inside autograd functions or under ``no_grad``); ``w`` a matrix or one
+    in oneDNN's layout (:func:`.packed.gemm_weight`).
 
     In fp32 and bf16 this is one oneDNN matmul with the bias, the activation
     or the residual sum as post-ops: ``F.linear`` would first copy the
@@ -204,7 +206,8 @@ def linear(x: Tensor, w: Tensor, b: Optional[Tensor],
     """
     if residual is not None and residual.dtype != x.dtype:
         return torch.add(residual, linear(x, w, b, act))  # in its dtype
-    w = w.to(x.dtype)
+    if not w.is_mkldnn:  # oneDNN's own layout: prepared in x's dtype
+        w = w.to(x.dtype)
     b = None if b is None else b.to(x.dtype)
     if x.dtype in (torch.float32, torch.bfloat16):
         if residual is not None:
@@ -338,7 +341,8 @@ def _norm_mlp_forward(y, w1, b1, w2, b2, s, b, norm, eps, act, residual,
         # h is r = relu(fc1(x)) (the ReLU in the GEMM), and StarReLU's
         # scalars go into fc2 (algebra.fold_star_relu)
         h = linear(xn, w1, b1, 'relu')
-        w2, b2 = algebra.fold_star_relu(w2, b2, s, b)
+        if s is not None:  # None: folded already (packed weights)
+            w2, b2 = algebra.fold_star_relu(w2, b2, s, b)
         g = h * h if saving else h.square_()
     else:
         h = linear(xn, w1, b1, act if not saving else None)
@@ -429,26 +433,33 @@ def _affine(norm: nn.Module, kind: str):
     return (None, None) if kind == 'none' else (norm.weight, norm.bias)
 
 
-def mlp_half(block: nn.Module, x: Tensor,
-             keep: Optional[Tensor]) -> Optional[Tensor]:
+def mlp_half(block: nn.Module, x: Tensor, keep: Optional[Tensor],
+             packed: bool = False) -> Optional[Tensor]:
     """``res2 * x + ls2 * keep * mlp(norm2(x))`` of a channels-last NCHW
     map or tokens by :class:`NormMlp`; None for norms and activations it
-    has no formula for, and for active dropout."""
+    has no formula for, and for active dropout. ``packed``: inference on
+    the weights :func:`.packed.mlp_weights` prepared once."""
     mlp, kind, act = block.mlp, norm_kind(block.norm2), act_kind(block.mlp.act)
     if kind is None or act is None or (mlp.training and mlp.drop.p > 0):
         return None
-    ls, res = scale_vector(block.layer_scale2), scale_vector(block.res_scale2)
+    res = scale_vector(block.res_scale2)
     y = to_nhwc(x) if x.dim() == 4 else x
     affine, training = _affine(block.norm2, kind), torch.is_grad_enabled()
-    w1, b1 = matrix(mlp.fc1), mlp.fc1.bias
-    if training:
-        w1, b1 = algebra.fold_affine_into_linear(w1, b1, *affine)
-    w2, b2 = algebra.fold_scale_into_linear(matrix(mlp.fc2), mlp.fc2.bias, ls)
-    s, b = (mlp.act.scale, mlp.act.bias) if act == 'star_relu' else \
-        (None, None)
+    dtype = lean.gemm_dtype(y)
+    s = b = None
+    if packed:
+        w1, b1, w2, b2 = packed_weights.mlp_weights(block, dtype)
+        affine = (None, None)
+    else:
+        w1, b1 = matrix(mlp.fc1), mlp.fc1.bias
+        if training:
+            w1, b1 = algebra.fold_affine_into_linear(w1, b1, *affine)
+        w2, b2 = algebra.fold_scale_into_linear(
+            matrix(mlp.fc2), mlp.fc2.bias, scale_vector(block.layer_scale2))
+        if act == 'star_relu':
+            s, b = mlp.act.scale, mlp.act.bias
     norm, eps = (None if kind == 'none' else kind), \
         getattr(block.norm2, 'eps', 0.)
-    dtype = lean.gemm_dtype(y)
     fused_residual = block.residual and keep is None
     residual = (y if res is None else y * res) if fused_residual else None
     if not training:
@@ -554,24 +565,31 @@ def _plain_depthwise(dw: nn.Conv2d) -> bool:
 
 
 def sep_conv_half(mixer: nn.Module, x: Tensor, norm: nn.Module, ls, res,
-                  keep) -> Optional[Tensor]:
+                  keep, packed: bool = False) -> Optional[Tensor]:
     """``res * x + ls * keep * mixer(norm(x))`` of a channels-last NCHW map
     by :class:`SepConvMix`; None for a mixer or norm it has no formula for
-    (another activation, a strided or dilated depthwise convolution)."""
+    (another activation, a strided or dilated depthwise convolution).
+    ``packed``: inference on :func:`.packed.sep_conv_weights`."""
     kind = norm_kind(norm)
     if kind is None or not isinstance(mixer.act1, StarReLU) or \
             not _plain_depthwise(mixer.dwconv):
         return None
     y = to_nhwc(x)
     affine, training = _affine(norm, kind), torch.is_grad_enabled()
-    w1, b1 = matrix(mixer.pwconv1), mixer.pwconv1.bias
-    if training:  # as in mlp_half
-        w1, b1 = algebra.fold_affine_into_linear(w1, b1, *affine)
-    w2, b2 = algebra.fold_scale_into_linear(matrix(mixer.pwconv2),
-                                            mixer.pwconv2.bias, ls)
-    args = (y, w1, b1, mixer.act1.scale, mixer.act1.bias, mixer.dwconv.weight,
-            mixer.dwconv.bias, w2, b2, None if kind == 'none' else kind,
-            getattr(norm, 'eps', 0.), lean.gemm_dtype(y))
+    dtype = lean.gemm_dtype(y)
+    if packed:
+        w1, b1, wd, bd, w2, b2 = packed_weights.sep_conv_weights(
+            mixer, norm, ls, dtype)
+        affine = (None, None)
+    else:
+        w1, b1 = matrix(mixer.pwconv1), mixer.pwconv1.bias
+        if training:  # as in mlp_half
+            w1, b1 = algebra.fold_affine_into_linear(w1, b1, *affine)
+        w2, b2 = algebra.fold_scale_into_linear(matrix(mixer.pwconv2),
+                                                mixer.pwconv2.bias, ls)
+        wd, bd = mixer.dwconv.weight, mixer.dwconv.bias
+    args = (y, w1, b1, mixer.act1.scale, mixer.act1.bias, wd, bd, w2, b2,
+            None if kind == 'none' else kind, getattr(norm, 'eps', 0.), dtype)
     if training:
         branch = SepConvMix.apply(*args)
     else:

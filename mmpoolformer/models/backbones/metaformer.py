@@ -93,7 +93,8 @@ class MetaFormer(BaseModule):
             boundaries): ``'auto'`` (default: the ``'fused'`` eager CPU
             kernels where they run, else ``'lean'`` standard ops: under
             compilers and tracers, on other devices), ``'plain'``,
-            ``'lean'`` or ``'fused'``. A block whose submodules hooks watch
+            ``'lean'``, ``'fused'`` or ``'packed'`` (eager CPU inference
+            on weights prepared once). A block whose submodules hooks watch
             runs ``'plain'`` whatever the value. See docs/speed.md; setting
             the attribute switches the model.
         fast_path (bool, optional): Deprecated: ``True`` is

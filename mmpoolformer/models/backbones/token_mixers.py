@@ -32,13 +32,15 @@ class TokenMixer(nn.Module):
     mixer may also state how the fast formulations compute its residual
     half-block ``res * x + ls * keep * mixer(norm(x))``, with a method per
     formulation, ``lean_half(x, norm, ls, res, keep)`` in standard torch
-    ops and ``fused_half(...)`` with the eager CPU kernels: ``x`` NCHW maps
-    (channels-last in memory for ``'fused'``) or ``(B, N, C)`` tokens,
+    ops, ``fused_half(...)`` with the eager CPU kernels and
+    ``packed_half(...)`` with them on weights prepared once, inference
+    only: ``x`` NCHW maps (channels-last in memory for ``'fused'`` and
+    ``'packed'``) or ``(B, N, C)`` tokens,
     ``ls`` / ``res`` the layer / residual scale as ``(C,)`` vectors and
     ``keep`` the stochastic-depth factor shaped like ``x`` (None: one). A
     form returns None where it does not apply (another norm, say); the
-    fused formulation then tries the lean form, and both fall back to
-    ``norm`` and ``forward()`` as they are.
+    packed formulation then tries the fused form, the fused one the lean
+    form, and all fall back to ``norm`` and ``forward()`` as they are.
 
     A subclass that overrides ``forward()`` and not a form has none: the
     inherited form would compute its parent's function.
@@ -46,9 +48,9 @@ class TokenMixer(nn.Module):
     ``runs_on_tokens``: the mixer also works on ``(B, N, C)`` tokens in
     token stages (CAFormer's); it then takes a ``tokens_last`` keyword.
     """
-    FORMS = ('lean_half', 'fused_half')
+    FORMS = ('lean_half', 'fused_half', 'packed_half')
     runs_on_tokens = False
-    lean_half = fused_half = None
+    lean_half = fused_half = packed_half = None
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -239,6 +241,9 @@ class SepConv(TokenMixer):
 
     def fused_half(self, x, norm, ls, res, keep):
         return fused.sep_conv_half(self, x, norm, ls, res, keep)
+
+    def packed_half(self, x, norm, ls, res, keep):
+        return fused.sep_conv_half(self, x, norm, ls, res, keep, packed=True)
 
 
 @TOKEN_MIXERS.register_module()

@@ -80,6 +80,19 @@ def _addmm_activation() -> bool:
                   F.relu(F.linear(x, w, b)))
 
 
+def _onednn_packed_linear() -> bool:
+    """oneDNN's matmul on a weight reordered once into its own layout
+    (``_reorder_linear_weight``), with a bias and the post-ops."""
+    x, w, b, r = _tiny(3, 4), _tiny(5, 4), _tiny(5), _tiny(3, 5)
+    op = torch.ops.mkldnn._linear_pointwise
+    with torch.inference_mode():
+        packed = torch.ops.mkldnn._reorder_linear_weight(w)
+        return (torch.backends.mkldnn.is_available() and packed.is_mkldnn and
+                _close(op(x, packed, b, 'gelu', [], 'none'),
+                       F.gelu(F.linear(x, w, b))) and
+                _close(op.binary(x, r, packed, b, 'add'), F.linear(x, w, b) + r))
+
+
 #: the per-module and global hook tables ``nn.Module.__call__`` consults
 HOOK_TABLES = ('_forward_hooks', '_forward_pre_hooks', '_backward_hooks',
                '_backward_pre_hooks')
@@ -107,6 +120,7 @@ def _hook_tables() -> bool:
 
 PROBES = {
     'onednn_linear': _onednn_linear,
+    'onednn_packed_linear': _onednn_packed_linear,
     'layer_norm': _layer_norm,
     'convolution_backward': _convolution_backward,
     'gelu_backward': _gelu_backward,

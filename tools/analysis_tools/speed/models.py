@@ -84,7 +84,7 @@ def has_output_norms(row: str, reference: str) -> bool:
     and ours do, timm's ``features_only`` and ours-raw do not): a row is
     compared with the row of ours that computes the same function."""
     base = row.split('+')[0].split(' ')[0]
-    if base == 'onnxruntime':
+    if base in ('onnxruntime', 'reference-int8'):
         base = reference
     return base not in ('timm', 'ours-raw')
 
@@ -147,6 +147,7 @@ def build_backbones(timm_name: str, seed: int = 0) -> dict:
     rows = {'ours': ours,
             'ours-plain': _rebuilt(build, ours, formulation='plain'),
             'ours-lean': _rebuilt(build, ours, formulation='lean'),
+            'ours-packed': _rebuilt(build, ours, formulation='packed'),
             'ours-deploy': deploy,
             'ours-raw': _rebuilt(build, ours, out_norm_cfg=None), **rows}
     for m in rows.values():
@@ -155,9 +156,10 @@ def build_backbones(timm_name: str, seed: int = 0) -> dict:
 
 
 def build_detectors(kind: str, seed: int = 0) -> dict:
-    """``{'ours': model, 'mmpretrain': model}``: the config's detector or
-    segmentor, BN in place of SyncBN (one CPU process), no pretrained
-    weights, identical weights in both."""
+    """``{'ours': model, 'ours-packed': model, 'mmpretrain': model}``: the
+    config's detector or segmentor, BN in place of SyncBN (one CPU
+    process), no pretrained weights, identical weights in all; ours-packed
+    has its backbone in the packed formulation (inference only)."""
     from mmengine.config import Config
     from mmengine.registry import init_default_scope
 
@@ -190,7 +192,29 @@ def build_detectors(kind: str, seed: int = 0) -> dict:
     rest = {k: v for k, v in state.items() if not k.startswith('backbone.')}
     ours.load_state_dict({**rest, **{f'backbone.{k}': v
                                      for k, v in sd.items()}}, strict=True)
-    return {'ours': ours, 'mmpretrain': mm}
+    packed = copy.deepcopy(ours)
+    packed.backbone.formulation = 'packed'
+    return {'ours': ours, 'ours-packed': packed, 'mmpretrain': mm}
+
+
+def detector_test_input(kind: str):
+    """``(height, width)`` of a 4:3 image after the config's test
+    ``Resize`` (keep_ratio) and the preprocessor's padding: RetinaNet
+    800x1088, Semantic FPN 512x704."""
+    from mmengine.config import Config
+    config, _, _ = DETECTORS[kind]
+    cfg = Config.fromfile(str(ROOT / config))
+    resize = [t for t in cfg.test_dataloader.dataset.pipeline
+              if t['type'] == 'Resize']
+    if len(resize) != 1:
+        raise ValueError(f'{config}: expected one Resize in the test '
+                         f'pipeline, found {len(resize)}')
+    long, short = sorted(resize[0]['scale'], reverse=True)
+    factor = min(long / 640, short / 480)
+    h, w = round(480 * factor), round(640 * factor)
+    divisor = cfg.model.data_preprocessor.get('pad_size_divisor') or \
+        cfg.model.data_preprocessor.get('size_divisor') or 32
+    return tuple(-(-s // divisor) * divisor for s in (h, w))
 
 
 def detector_training_input(kind: str):

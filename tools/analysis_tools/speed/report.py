@@ -33,6 +33,10 @@ DETECTOR_TARGETS = {
                    'mmpretrain', 'ours', 'train', '>=', 1.2)],
     'fpn': [('Semantic FPN train step vs mmpretrain backbone', 'mmpretrain',
              'ours', 'train', '>=', 1.2)],
+    'retinanet inference': [('RetinaNet inference vs mmpretrain backbone',
+                             'mmpretrain', 'ours*', 'infer', '>=', 1.3)],
+    'fpn inference': [('Semantic FPN inference vs mmpretrain backbone',
+                       'mmpretrain', 'ours*', 'infer', '>=', 1.3)],
 }
 
 # against the fastest peer: what a user could pick instead of ours, and
@@ -40,7 +44,7 @@ DETECTOR_TARGETS = {
 PEERS = ('mmpretrain', 'mmpretrain+compile', 'timm', 'timm+compile',
          'onnxruntime', 'onnxruntime (spinning, alone)')
 OURS_DEFAULT = {True: ('ours', ), False: ('ours-raw', )}  # by output norms
-OURS_BEST = {True: ('ours', 'ours+compile', 'ours-deploy',
+OURS_BEST = {True: ('ours', 'ours+compile', 'ours-packed', 'ours-deploy',
                     'ours-deploy+compile'),
              False: ('ours-raw', 'ours-raw+compile')}
 # compiled against compiled: ours under torch.compile (the lean formulation)
@@ -159,6 +163,56 @@ def peer_targets(results):
                 f'{row}: fp32 error vs float64 <= 1.1x ours-plain\'s', row,
                 'ours-plain', detail['vs_float64'] / detail['rounding_floor'],
                 '<=', 1.1, PEER))
+    return out
+
+
+#: bf16 CPU inference: our best row against the fastest compiled peer
+#: (PoolFormer archs / the others) and against the GEMM floor with convs
+BF16_PEER_GOAL = {'poolformer': 1.6, 'other': 1.3}
+BF16_FLOOR_GOAL = 1.6
+OURS_EAGER_INFER = ('ours', 'ours-packed', 'ours-deploy')
+
+
+def low_precision_targets(results):
+    """The bf16 and int8 inference targets of a ``--dtype bf16`` run: ours
+    against its own GEMM floor and the compiled peers, int8 against ours in
+    bf16 and against the reference quantized the same way."""
+    config = results.get('config', {})
+    if config.get('dtype') != 'bf16' or 'infer' not in config.get('modes',
+                                                                   ()):
+        return []
+    out = []
+    norms = has_norms(results, results.get('reference'))
+    best = [r for r in OURS_BEST[norms] + OURS_EAGER_INFER
+            if _metric(results, r, 'infer') is not None]
+    eager = [r for r in OURS_EAGER_INFER if r in best]
+    if eager and _metric(results, 'floor+convs', 'infer'):
+        row = min(eager, key=lambda r: _metric(results, r, 'infer'))
+        value = _metric(results, row, 'infer') / _metric(
+            results, 'floor+convs', 'infer')
+        out.append(_target(f'bf16 inference <= {BF16_FLOOR_GOAL}x '
+                           'floor+convs', row, 'floor+convs', value, '<=',
+                           BF16_FLOOR_GOAL, PEER))
+    goal = BF16_PEER_GOAL['poolformer' if config.get('arch', '').startswith(
+        'poolformer') else 'other']
+    found = _fastest_peer(results, 'infer', {norms: tuple(best),
+                                             not norms: ()},
+                          COMPILED_PEERS)
+    if found is not None:
+        out.append(_target(f'bf16 inference >= {goal}x fastest compiled '
+                           'peer', found[1], found[2], found[0], '>=', goal,
+                           PEER))
+    int8 = _metric(results, 'ours-int8', 'infer')
+    if int8 is not None and best:
+        row = min(best, key=lambda r: _metric(results, r, 'infer'))
+        out.append(_target('int8 inference >= 1.5x ours in bf16', 'ours-int8',
+                           row, _metric(results, row, 'infer') / int8, '>=',
+                           1.5, PEER))
+    value = ratio(results, 'reference-int8', 'ours-int8', 'infer')
+    if value is not None:
+        out.append(_target('int8 inference >= the reference quantized the '
+                           'same way', 'ours-int8', 'reference-int8', value,
+                           '>=', 1.0, PEER))
     return out
 
 

@@ -66,8 +66,15 @@ def backbone_steps(model, x, dtype, device):
 
 
 def detector_steps(model, inputs, samples, dtype, device):
-    """``{'train': fn}``: the model's losses, their sum, backward, AdamW."""
+    """``{'train': fn, 'infer': fn}``: the model's losses, their sum,
+    backward, AdamW; inference: the model's tensor forward (backbone, neck,
+    heads; the post-processing after it is the same code for every row)."""
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+
+    def infer():
+        model.eval()
+        with torch.inference_mode(), autocast(dtype, device):
+            return model._forward(inputs)
 
     def train():
         model.train()
@@ -77,7 +84,7 @@ def detector_steps(model, inputs, samples, dtype, device):
         loss.backward()
         opt.step()
 
-    return dict(train=train)
+    return dict(train=train, infer=infer)
 
 
 def interleaved_medians(steps: dict, modes, reps: int, warmup: int,

@@ -1,0 +1,70 @@
+"""int8 and bf16 inference of whole models, measured with the configs' own
+metrics (tools/deployment/quantize.py, mmpoolformer.deployment.quantize):
+the demo's Semantic FPN and RetinaNet, trained briefly on the synthetic
+shapes, evaluated by the real IoUMetric / CocoMetric in fp32, bf16 and
+int8 (onnxruntime static quantization)."""
+import json
+
+import onnx
+import pytest
+
+from helpers import load_tool, tool_error
+
+demo = load_tool('demo.py')
+quantize = load_tool('deployment/quantize.py')
+
+# (task, iterations, the config the demo writes, the metric, a floor that
+# says the model learned, allowed drops bf16 / int8 in the metric's unit:
+# mIoU in %, mAP as a fraction)
+TASKS = {
+    'seg': (60, 'fpn_poolformer_s12_ade20k.py', 'mIoU', 20.0, 1.0, 2.0),
+    'det': (80, 'retinanet_poolformer_s12_coco.py', 'coco/bbox_mAP', 0.02,
+            0.01, 0.02),
+}
+
+
+@pytest.fixture(scope='module', params=sorted(TASKS))
+def trained(request, tmp_path_factory):
+    """(task, work dir): the demo trained for a few dozen iterations."""
+    task = request.param
+    work = tmp_path_factory.mktemp(f'demo_{task}')
+    iters = TASKS[task][0]
+    demo.main(['--task', task, '--iters', str(iters), '--num-train', '16',
+               '--num-val', '8', '--image-size', '64', '--work-dir',
+               str(work)])
+    return task, work / task, iters
+
+
+def test_int8_and_bf16_keep_the_metric(trained, tmp_path):
+    task, work, iters = trained
+    _, config, metric, learned, bf16_drop, int8_drop = TASKS[task]
+    out = tmp_path / 'model_int8.onnx'
+    report = tmp_path / 'metrics.json'
+    results = quantize.main([str(work / config), str(work / f'iter_{iters}.pth'),
+                             '--out', str(out), '--calib-images', '16',
+                             '--json', str(report)])
+    fp32 = results['fp32']['metrics'][metric]
+    assert fp32 >= learned, f'the demo model did not learn: {metric} {fp32}'
+    assert abs(results['bf16']['drop']) <= bf16_drop, results['bf16']
+    assert results['int8']['drop'] <= int8_drop, results['int8']
+    assert json.loads(report.read_text())['results']['int8']['drop'] == \
+        results['int8']['drop']
+    graph = onnx.load(str(out)).graph
+    ops = {n.op_type for n in graph.node}
+    assert {'QuantizeLinear', 'DequantizeLinear'} <= ops
+    int8 = [i for i in graph.initializer if i.data_type == onnx.TensorProto.INT8]
+    assert len(int8) >= 20  # the convolutions' weights
+
+
+def test_quantize_refuses_what_it_cannot_do(trained, tmp_path):
+    task, work, iters = trained
+    config, checkpoint = work / TASKS[task][1], work / f'iter_{iters}.pth'
+    taken = tmp_path / 'taken.onnx'
+    taken.write_bytes(b'user data')
+    message = tool_error(quantize, config, checkpoint, '--out', taken,
+                         prog='quantize.py')
+    assert '--force' in message and taken.read_bytes() == b'user data'
+    assert '--precisions takes fp32,bf16,int8' in tool_error(
+        quantize, config, checkpoint, '--precisions', 'fp16')
+    assert 'does not exist' in tool_error(quantize, config,
+                                          tmp_path / 'missing.pth')
