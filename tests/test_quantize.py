@@ -7,8 +7,15 @@ import json
 
 import onnx
 import pytest
+import torch
+from mmengine.config import Config
+from mmengine.registry import init_default_scope
+from mmpretrain.structures import DataSample
 
-from helpers import load_tool, tool_error
+import mmpoolformer
+from mmpoolformer.deployment import TensorPart, export_onnx, ort_session, quantize_onnx, run_session
+
+from helpers import ROOT, load_tool, randomise_, tool_error
 
 demo = load_tool('demo.py')
 quantize = load_tool('deployment/quantize.py')
@@ -68,3 +75,37 @@ def test_quantize_refuses_what_it_cannot_do(trained, tmp_path):
         quantize, config, checkpoint, '--precisions', 'fp16')
     assert 'does not exist' in tool_error(quantize, config,
                                           tmp_path / 'missing.pth')
+
+
+def build(config):
+    """A config's model, random weights (no download)."""
+    mmpoolformer.register_all_modules()
+    cfg = Config.fromfile(str(ROOT / 'configs' / 'poolformer' / config))
+    init_default_scope(cfg.default_scope)
+    registry = __import__(f'{cfg.default_scope}.registry',
+                          fromlist=['MODELS']).MODELS
+    cfg.model.backbone.init_cfg = None
+    return registry.build(cfg.model)
+
+
+def test_a_classifier_quantizes_and_keeps_its_predictions(tmp_path):
+    """The classifier's tensor part is its logits; int8 keeps them close
+    and the predictions come from the head's own post-processing."""
+    part = TensorPart(randomise_(build('poolformer_s12_in1k.py'))).eval()
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        logits, = part(x)
+    samples = part.predictions([logits], [DataSample() for _ in range(2)])
+    assert [int(s.pred_label) for s in samples] == logits.argmax(1).tolist()
+    export_onnx(part, str(tmp_path / 'f.onnx'), (2, 3, 64, 64))
+    quantize_onnx(str(tmp_path / 'f.onnx'), str(tmp_path / 'q.onnx'),
+                  [torch.randn(2, 3, 64, 64) for _ in range(3)])
+    got, = run_session(ort_session(str(tmp_path / 'q.onnx')), x)
+    assert got.shape == logits.shape
+    assert (got - logits).norm() / logits.norm() < 0.3
+
+
+def test_models_it_cannot_split_are_refused_by_name():
+    with pytest.raises(TypeError, match='MaskRCNN is none of what is '
+                       r'quantized whole.*quantize the backbone'):
+        TensorPart(build('mask_rcnn_poolformer_s12_coco.py'))

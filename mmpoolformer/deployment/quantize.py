@@ -51,24 +51,34 @@ class TensorPart(nn.Module):
 
     @staticmethod
     def _kind(model) -> str:
-        if getattr(model, 'head', None) is not None and \
-                hasattr(model, 'extract_feat'):
-            return 'classifier'
-        if getattr(model, 'bbox_head', None) is not None and \
-                not hasattr(model, 'roi_head'):
-            return 'detector'
-        if getattr(model, 'decode_head', None) is not None:
-            mode = getattr(model, 'test_cfg', None) or {}
-            if mode.get('mode', 'whole') != 'whole':
-                raise TypeError(
-                    "only whole-image segmentor inference is quantized "
-                    f"(test_cfg.mode='whole'), got {mode.get('mode')!r}")
-            return 'segmentor'
+        package = type(model).__module__.split('.')[0]
+        if package == 'mmpretrain':
+            from mmpretrain.models import ImageClassifier
+            if isinstance(model, ImageClassifier):
+                return 'classifier'
+        elif package == 'mmdet':
+            from mmdet.models.detectors import SingleStageDetector
+            if isinstance(model, SingleStageDetector):
+                return 'detector'
+        elif package == 'mmseg':
+            from mmseg.models.decode_heads.decode_head import BaseDecodeHead
+            from mmseg.models.segmentors import EncoderDecoder
+            head = getattr(model, 'decode_head', None)
+            if isinstance(model, EncoderDecoder) and \
+                    type(head).predict is BaseDecodeHead.predict:
+                mode = (getattr(model, 'test_cfg', None) or {}).get(
+                    'mode', 'whole')
+                if mode != 'whole':
+                    raise TypeError(
+                        'only whole-image segmentor inference is quantized '
+                        f"(test_cfg.mode='whole'), got {mode!r}")
+                return 'segmentor'
         raise TypeError(
             f'{type(model).__name__} is none of what is quantized whole: an '
-            'mmpretrain classifier, an mmdet single-stage detector (two-stage '
-            'detectors: quantize the backbone alone), an mmseg '
-            'EncoderDecoder')
+            'mmpretrain ImageClassifier, an mmdet single-stage detector '
+            '(RetinaNet, FCOS, ...), an mmseg EncoderDecoder with a '
+            'per-pixel head (Semantic FPN, UPerNet); quantize the backbone '
+            'of other models alone')
 
     def forward(self, x):
         model = self.model
