@@ -289,6 +289,25 @@ def test_detector_inference_mode(tmp_path, capsys):
     assert detector_test_input('fpn') == (512, 704)
 
 
+def test_profile_sorts_every_kernel_into_a_category(capsys):
+    """profile_inference.py: per-category kernel self time of a forward,
+    GEMMs first for PoolFormer; the categories add up to the total."""
+    profiler = load_tool('analysis_tools/profile_inference.py')
+    profiler.main(['--arch', 'poolformer_s12', '--formulation', 'packed',
+                   '--batch', '1', '--size', '64', '--reps', '1'])
+    out = capsys.readouterr().out
+    total = float(out.split(' ms of kernel self time')[0].split(', ')[-1])
+    shares = {line.split()[0]: float(line.split()[1])
+              for line in out.split('share\n')[1].split('\n\n')[0].splitlines()}
+    assert {'gemm', 'conv', 'norm'} <= set(shares)
+    assert abs(sum(shares.values()) - total) < 0.05 * total + 0.1
+    assert profiler.category('aten::mkldnn_convolution',
+                             [[1, 64, 8, 8], [256, 64, 1, 1]]) == 'gemm'
+    assert profiler.category('aten::mkldnn_convolution',
+                             [[1, 64, 8, 8], [64, 1, 7, 7]]) == 'depthwise'
+    assert profiler.category('graph_0_cpp_fused_gelu_3', []) == 'fused'
+
+
 def test_low_precision_targets():
     """bf16: ours against its floor and the fastest compiled peer; int8:
     against ours in bf16 and the reference quantized the same way."""
