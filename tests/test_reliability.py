@@ -55,7 +55,7 @@ train_dataloader = dict(
 train_cfg = dict(type='IterBasedTrainLoop', max_iters=8, val_interval=10000)
 optim_wrapper = dict(optimizer=dict(type='AdamW', lr=1e-3))
 default_hooks = dict(
-    checkpoint=dict(type='mmpoolformer.SafeCheckpointHook', interval=2,
+    checkpoint=dict(type={hook!r}, interval=2,
                     by_epoch=False, max_keep_ckpts={keep}),
     logger=dict(type='LoggerHook', interval=1))
 log_processor = dict(by_epoch=False)
@@ -63,16 +63,18 @@ randomness = dict(seed=0)
 '''
 
 
-def write_configs(tmp_path, keep):
+def write_configs(tmp_path, keep, hook='mmpoolformer.SafeCheckpointHook'):
     """Synthetic ImageNet-layout data and the base config ``tiny_cls.py``
-    (:func:`crash_config` derives the crashing variants)."""
+    with ``hook`` as its checkpoint hook (:func:`crash_config` derives the
+    crashing variants)."""
     root = tmp_path / 'data'
     write_imagenet_shapes(root, num_train_per_class=4, num_val_per_class=1,
                           image_size=32)
     folder = tmp_path / 'configs'
     folder.mkdir()
     base = folder / 'tiny_cls.py'
-    base.write_text(BASE_CONFIG.format(arch=TINY, root=str(root), keep=keep))
+    base.write_text(BASE_CONFIG.format(arch=TINY, root=str(root), keep=keep,
+                                       hook=hook))
     return root, base
 
 
@@ -171,8 +173,10 @@ def test_sigkill_while_saving_then_resume_to_the_end(tmp_path):
     save (half the bytes written, all bytes written but not yet committed,
     half again): the previous checkpoint stays and last_checkpoint names
     it; each --resume continues from there; the run ends with iter_8, the
-    partial files of the killed runs are gone, the user's files unchanged."""
-    root, base = write_configs(tmp_path, keep=1)
+    partial files of the killed runs are gone, the user's files unchanged.
+    The config names mmengine's plain CheckpointHook: tools/train.py runs
+    our crash-safe one with its options in its place."""
+    root, base = write_configs(tmp_path, keep=1, hook='CheckpointHook')
     work = tmp_path / 'work'
     user_files(work)
     mine = digest(root, work)

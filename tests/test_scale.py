@@ -116,10 +116,24 @@ def test_configs_and_tools_use_one_writer_for_the_metrics_file():
     cfg = Config.fromfile(
         str(ROOT / 'configs' / 'poolformer' / 'poolformer_s12_in1k.py'))
     assert cfg.default_hooks.logger.type == 'mmpoolformer.RankZeroLoggerHook'
-    cfg = Config(dict(default_hooks=dict(logger=dict(type='LoggerHook',
-                                                     interval=5))))
-    assert one_writer_per_file(cfg).default_hooks.logger == dict(
-        type='mmpoolformer.RankZeroLoggerHook', interval=5)
+    cfg = Config(dict(default_hooks=dict(
+        logger=dict(type='LoggerHook', interval=5),
+        checkpoint=dict(type='mmengine.CheckpointHook', interval=2,
+                        max_keep_ckpts=1))))
+    hooks = one_writer_per_file(cfg).default_hooks
+    assert hooks.logger == dict(type='mmpoolformer.RankZeroLoggerHook',
+                                interval=5)
+    assert hooks.checkpoint == dict(type='mmpoolformer.SafeCheckpointHook',
+                                    interval=2, max_keep_ckpts=1)
+    mine = Config(dict(default_hooks=dict(checkpoint=dict(
+        type='MyCheckpointHook'))))  # a user's own hook is theirs
+    assert one_writer_per_file(mine).default_hooks.checkpoint.type == \
+        'MyCheckpointHook'
+    bare = one_writer_per_file(Config(dict())).default_hooks
+    assert bare.checkpoint == dict(type='mmpoolformer.SafeCheckpointHook',
+                                   interval=1)
+    off = Config(dict(default_hooks=dict(checkpoint=None)))
+    assert one_writer_per_file(off).default_hooks.checkpoint is None
 
 
 @pytest.mark.slow

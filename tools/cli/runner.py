@@ -95,15 +95,34 @@ def load_config(args):
     return one_writer_per_file(cfg)
 
 
+#: mmengine's default hooks and ours that keep their options and promise
+#: what the tools promise whatever the config names
+OUR_HOOKS = {'logger': ('LoggerHook', 'mmpoolformer.RankZeroLoggerHook'),
+             'checkpoint': ('CheckpointHook',
+                            'mmpoolformer.SafeCheckpointHook')}
+
+
 def one_writer_per_file(cfg):
     """mmengine's ``LoggerHook`` writes the test metrics file from every
-    rank at once; :class:`mmpoolformer.RankZeroLoggerHook` (the same hook,
-    one writer) takes its place. Checkpoints, predictions (``--out``) and
-    visualisations are written by the main rank or per rank already."""
-    logger = (cfg.get('default_hooks') or {}).get('logger')
-    if isinstance(logger, dict) and logger.get('type') in (
-            'LoggerHook', 'mmengine.LoggerHook'):
-        logger['type'] = 'mmpoolformer.RankZeroLoggerHook'
+    rank at once, and its ``CheckpointHook`` can leave no loadable
+    checkpoint when killed while saving; our hooks of the same options
+    (:class:`mmpoolformer.RankZeroLoggerHook`: one writer;
+    :class:`mmpoolformer.SafeCheckpointHook`: crash-safe files) take their
+    places, also where the config names none (the Runner would add
+    mmengine's with its default options). A hook of another type (a user's
+    own) or ``None`` (none at all) is left as it is. Predictions (``--out``)
+    and visualisations are written by the main rank or per rank already."""
+    if cfg.get('default_hooks') is None:
+        cfg.default_hooks = {}
+    hooks = cfg.default_hooks
+    for key, (theirs, ours) in OUR_HOOKS.items():
+        if key not in hooks:  # mmengine's default: the same, interval 1
+            hooks[key] = dict(type=theirs, **(
+                dict(interval=1) if key == 'checkpoint' else {}))
+        hook = hooks.get(key)
+        if isinstance(hook, dict) and hook.get('type') in (
+                theirs, f'mmengine.{theirs}'):
+            hook['type'] = ours
     return cfg
 
 
