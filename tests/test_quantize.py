@@ -49,9 +49,12 @@ def test_int8_and_bf16_keep_the_metric(trained, tmp_path):
     report = tmp_path / 'metrics.json'
     results = quantize.main([str(work / config), str(work / f'iter_{iters}.pth'),
                              '--out', str(out), '--calib-images', '16',
+                             '--precisions', 'fp32,bf16,onnx,int8',
                              '--json', str(report)])
     fp32 = results['fp32']['metrics'][metric]
     assert fp32 >= learned, f'the demo model did not learn: {metric} {fp32}'
+    # the float graph in onnxruntime: the metric of PyTorch's fp32
+    assert abs(results['onnx']['drop']) <= bf16_drop / 10, results['onnx']
     assert abs(results['bf16']['drop']) <= bf16_drop, results['bf16']
     assert results['int8']['drop'] <= int8_drop, results['int8']
     assert json.loads(report.read_text())['results']['int8']['drop'] == \
@@ -71,7 +74,7 @@ def test_quantize_refuses_what_it_cannot_do(trained, tmp_path):
     message = tool_error(quantize, config, checkpoint, '--out', taken,
                          prog='quantize.py')
     assert '--force' in message and taken.read_bytes() == b'user data'
-    assert '--precisions takes fp32,bf16,int8' in tool_error(
+    assert '--precisions takes fp32,bf16,onnx,int8' in tool_error(
         quantize, config, checkpoint, '--precisions', 'fp16')
     assert 'does not exist' in tool_error(quantize, config,
                                           tmp_path / 'missing.pth')

@@ -3,13 +3,14 @@ what it costs in accuracy: the config's own metric in fp32, bf16 and int8.
 
     python tools/deployment/quantize.py CONFIG CHECKPOINT \
         [--out work_dirs/int8/<config>_int8.onnx] [--calib-images 200] \
-        [--precisions fp32,bf16,int8] [--json results.json] [--force]
+        [--precisions fp32,bf16,onnx,int8] [--json results.json] [--force]
 
 int8: onnxruntime's post-training static quantization of the model's tensor
 part (image -> heads' raw outputs; see :mod:`mmpoolformer.deployment.
 quantize`), calibrated on ``--calib-images`` images of the training split
 through the test pipeline, written to ``--out``. bf16: PyTorch under CPU
-autocast, the backbone in ``--formulation`` (default ``'packed'``). Every
+autocast, the backbone in ``--formulation`` (default ``'packed'``). onnx
+(on request): the float graph in onnxruntime, the deployment check. Every
 precision runs the same post-processing (box decoding and NMS, resizing)
 in PyTorch and the config's evaluator on its validation split; the tool
 prints each metric and its drop from fp32.
@@ -45,7 +46,7 @@ from mmpoolformer.models.backbones import FORMULATIONS
 #: the metric each task reports first (the others are printed too)
 MAIN_METRIC = {'mmdet': 'coco/bbox_mAP', 'mmseg': 'mIoU',
                'mmpretrain': 'accuracy/top1'}
-PRECISIONS = ('fp32', 'bf16', 'int8')
+PRECISIONS = ('fp32', 'bf16', 'onnx', 'int8')
 
 
 def build_parser():
@@ -58,8 +59,9 @@ def build_parser():
                         help='replace an existing --out file')
     parser.add_argument('--calib-images', type=int, default=200,
                         help='training images to calibrate on (default 200)')
-    parser.add_argument('--precisions', default=','.join(PRECISIONS),
-                        help='what to evaluate, of fp32,bf16,int8')
+    parser.add_argument('--precisions', default='fp32,bf16,int8',
+                        help='what to evaluate, of fp32,bf16,onnx,int8 '
+                        '(onnx: the float graph in onnxruntime)')
     parser.add_argument('--formulation', default='packed',
                         choices=FORMULATIONS,
                         help="the backbone's formulation for bf16")
@@ -85,6 +87,19 @@ def val_loader(cfg):
     return Runner.build_dataloader(dict(
         copy.deepcopy(cfg.val_dataloader), num_workers=0,
         persistent_workers=False))
+
+
+def quantize_and_measure(args, cfg, model, float_path, out, measure):
+    """The int8 graph of ``float_path`` at ``out`` (written only once its
+    metric has been measured) and its metric."""
+    with atomic_output(out) as partial:
+        print(f'calibrating on {args.calib_images} training images')
+        calib = (model.data_preprocessor(d, False)['inputs']
+                 for d in calibration_loader(cfg, args.calib_images))
+        quantize_onnx(float_path, partial, calib)
+        session = ort_session(partial)
+        measure('int8', lambda x: run_session(session, x))
+    print(f'{out}: int8 (onnxruntime static quantization, QDQ)')
 
 
 def main(argv=None):
@@ -140,22 +155,20 @@ def main(argv=None):
             measure('bf16', bf16)
             if formulation is not None:
                 backbone.formulation = formulation
-        if 'int8' in precisions:
-            with atomic_output(out) as partial, \
-                    tempfile.TemporaryDirectory() as tmp:
+        if {'onnx', 'int8'} & set(precisions):
+            with tempfile.TemporaryDirectory() as tmp:
                 float_path = osp.join(tmp, 'float.onnx')
                 sample = next(iter(loader))
                 x = model.data_preprocessor(sample, False)['inputs']
                 part(x[:1])
                 print(f'exporting the float graph, input {tuple(x.shape)}')
                 export_onnx(part, float_path, tuple(x.shape))
-                print(f'calibrating on {args.calib_images} training images')
-                calib = (model.data_preprocessor(d, False)['inputs']
-                         for d in calibration_loader(cfg, args.calib_images))
-                quantize_onnx(float_path, partial, calib)
-                session = ort_session(partial)
-                measure('int8', lambda x: run_session(session, x))
-            print(f'{out}: int8 (onnxruntime static quantization, QDQ)')
+                if 'onnx' in precisions:
+                    session = ort_session(float_path)
+                    measure('onnx', lambda x: run_session(session, x))
+                if 'int8' in precisions:
+                    quantize_and_measure(args, cfg, model, float_path, out,
+                                         measure)
         if 'fp32' in results:
             ref = results['fp32']['metrics'][MAIN_METRIC[scope]]
             for p, r in results.items():
