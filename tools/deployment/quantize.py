@@ -178,7 +178,8 @@ def main(argv=None):
         if args.json:
             with open(args.json, 'w') as f:
                 json.dump(dict(metric=MAIN_METRIC[scope], out=out,
-                               results=results), f, indent=2)
+                               results=results), f, indent=2,
+                          default=float)  # numpy scalars of some metrics
         return results
     except (ToolError, OSError, ValueError, ImportError) as exc:
         raise SystemExit(f'{prog}: error: {exc}') from None
