@@ -197,6 +197,20 @@ def build_detectors(kind: str, seed: int = 0) -> dict:
     return {'ours': ours, 'ours-packed': packed, 'mmpretrain': mm}
 
 
+def _resize_scale(cfg, config: str, split: str):
+    """``(long, short)`` of the one ``Resize`` of a split's pipeline."""
+    loader = cfg[f'{split}_dataloader']
+    resize = [t for t in loader.dataset.pipeline if t['type'] == 'Resize']
+    if len(resize) != 1:
+        raise ValueError(f'{config}: expected one Resize in the {split} '
+                         f'pipeline, found {len(resize)}')
+    return tuple(sorted(resize[0]['scale'], reverse=True))
+
+
+def _padded(sizes, divisor: int) -> tuple:
+    return tuple(-(-s // divisor) * divisor for s in sizes)
+
+
 def detector_test_input(kind: str):
     """``(height, width)`` of a 4:3 image after the config's test
     ``Resize`` (keep_ratio) and the preprocessor's padding: RetinaNet
@@ -204,17 +218,12 @@ def detector_test_input(kind: str):
     from mmengine.config import Config
     config, _, _ = DETECTORS[kind]
     cfg = Config.fromfile(str(ROOT / config))
-    resize = [t for t in cfg.test_dataloader.dataset.pipeline
-              if t['type'] == 'Resize']
-    if len(resize) != 1:
-        raise ValueError(f'{config}: expected one Resize in the test '
-                         f'pipeline, found {len(resize)}')
-    long, short = sorted(resize[0]['scale'], reverse=True)
+    long, short = _resize_scale(cfg, config, 'test')
     factor = min(long / 640, short / 480)
-    h, w = round(480 * factor), round(640 * factor)
-    divisor = cfg.model.data_preprocessor.get('pad_size_divisor') or \
-        cfg.model.data_preprocessor.get('size_divisor') or 32
-    return tuple(-(-s // divisor) * divisor for s in (h, w))
+    preprocessor = cfg.model.data_preprocessor
+    divisor = preprocessor.get('pad_size_divisor') or \
+        preprocessor.get('size_divisor') or 32
+    return _padded((round(480 * factor), round(640 * factor)), divisor)
 
 
 def detector_training_input(kind: str):
@@ -228,14 +237,9 @@ def detector_training_input(kind: str):
     batch = cfg.train_dataloader.batch_size
     if scope == 'mmseg':
         return batch, tuple(cfg.crop_size)
-    resize = [t for t in cfg.train_dataloader.dataset.pipeline
-              if t['type'] == 'Resize']
-    if len(resize) != 1:
-        raise ValueError(f'{config}: expected one Resize in the training '
-                         f'pipeline, found {len(resize)}')
-    long, short = sorted(resize[0]['scale'], reverse=True)
+    long, short = _resize_scale(cfg, config, 'train')
     divisor = cfg.model.data_preprocessor.get('pad_size_divisor', 1)
-    return batch, tuple(-(-s // divisor) * divisor for s in (short, long))
+    return batch, _padded((short, long), divisor)
 
 
 def detector_batch(kind: str, batch: int, size, seed: int = 0,
