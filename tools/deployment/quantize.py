@@ -27,6 +27,7 @@ import time
 
 import torch
 from export_onnx import ToolError, build_from_config, load_whole_model
+from mmengine.config import Config, DictAction
 from mmengine.evaluator import Evaluator
 from mmengine.runner import Runner
 
@@ -66,6 +67,9 @@ def build_parser():
                         choices=FORMULATIONS,
                         help="the backbone's formulation for bf16")
     parser.add_argument('--json', help='write the metrics here')
+    parser.add_argument(
+        '--cfg-options', nargs='+', action=DictAction,
+        help='override settings of the config, key=value pairs')
     return parser
 
 
@@ -116,14 +120,14 @@ def main(argv=None):
         for path in (args.config, args.checkpoint):
             if not osp.isfile(path):
                 raise ToolError(f'{path} does not exist')
-        from mmengine.config import Config
         cfg = Config.fromfile(args.config)
+        if args.cfg_options:
+            cfg.merge_from_dict(args.cfg_options)
         name = osp.splitext(osp.basename(args.config))[0]
         out = args.out or osp.join('work_dirs', 'int8', f'{name}_int8.onnx')
         if 'int8' in precisions:
             check_output_path(out, args.force)
-        args.cfg_options = None
-        model, scope = build_from_config(args)
+        model, scope = build_from_config(args)  # the same overrides
         load_whole_model(model, args.checkpoint, args.config)
         try:
             part = TensorPart(model).eval()
