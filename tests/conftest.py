@@ -33,3 +33,29 @@ def tier_device(request) -> torch.device:
     if device.type == 'cuda' and not torch.cuda.is_available():
         pytest.skip('needs a CUDA GPU (torch.cuda.is_available() is False)')
     return device
+
+
+#: the demo's short training runs the deployment tests share: task ->
+#: iterations (64-pixel synthetic shapes, 16 training / 8 validation images)
+DEMO_ITERS = {'seg': 60, 'det': 80}
+
+
+@pytest.fixture(scope='session')
+def demo_model(tmp_path_factory):
+    """``demo_model(task) -> (work dir, iterations)``: the demo trained once
+    per session for each task, shared by the quantization and deployment
+    tests."""
+    from helpers import load_tool
+    demo = load_tool('demo.py')
+    runs = {}
+
+    def train(task):
+        if task not in runs:
+            work = tmp_path_factory.mktemp(f'demo_{task}')
+            iters = DEMO_ITERS[task]
+            demo.main(['--task', task, '--iters', str(iters), '--num-train',
+                       '16', '--num-val', '8', '--image-size', '64',
+                       '--work-dir', str(work)])
+            runs[task] = (work / task, iters)
+        return runs[task]
+    return train

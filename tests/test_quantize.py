@@ -17,7 +17,6 @@ from mmpoolformer.deployment import TensorPart, export_onnx, ort_session, quanti
 
 from helpers import ROOT, load_tool, randomise_, tool_error
 
-demo = load_tool('demo.py')
 quantize = load_tool('deployment/quantize.py')
 
 # (task, iterations, the config the demo writes, the metric, a floor that
@@ -31,15 +30,12 @@ TASKS = {
 
 
 @pytest.fixture(scope='module', params=sorted(TASKS))
-def trained(request, tmp_path_factory):
-    """(task, work dir): the demo trained for a few dozen iterations."""
-    task = request.param
-    work = tmp_path_factory.mktemp(f'demo_{task}')
-    iters = TASKS[task][0]
-    demo.main(['--task', task, '--iters', str(iters), '--num-train', '16',
-               '--num-val', '8', '--image-size', '64', '--work-dir',
-               str(work)])
-    return task, work / task, iters
+def trained(request, demo_model):
+    """(task, work dir, iterations): the demo trained for a few dozen
+    iterations (shared with the deployment tests)."""
+    work, iters = demo_model(request.param)
+    assert iters == TASKS[request.param][0]
+    return request.param, work, iters
 
 
 def test_int8_and_bf16_keep_the_metric(trained, tmp_path):

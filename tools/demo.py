@@ -82,6 +82,13 @@ def base_dataset(loader):
     return dataset
 
 
+def set_test_pipeline_scale(cfg, size):
+    """The config's top-level ``test_pipeline``, which inference tools and
+    mmdeploy read, at the demo's test scale like the loaders'."""
+    if 'test_pipeline' in cfg:
+        set_in_pipeline(cfg.test_pipeline, 'Resize', scale=(size, size))
+
+
 def det_overrides(cfg, data_root, size, iters):
     """What a short CPU run on synthetic shapes changes in the COCO config."""
     ann = {s: f'annotations/instances_{s}2017.json' for s in ('train', 'val')}
@@ -93,6 +100,7 @@ def det_overrides(cfg, data_root, size, iters):
                        data_prefix=dict(img=f'{split}2017/'),
                        metainfo=dict(classes=SHAPE_CLASSES))
         set_in_pipeline(dataset.pipeline, 'Resize', scale=(size, size))
+    set_test_pipeline_scale(cfg, size)
     evaluator = dict(cfg.val_evaluator, ann_file=osp.join(data_root, ann['val']))
     return {
         'data': f'synthetic COCO-layout shapes in {data_root}, classes {SHAPE_CLASSES}',
@@ -131,6 +139,7 @@ def seg_overrides(cfg, data_root, size, iters):
     for loader in (cfg.val_dataloader, cfg.test_dataloader):
         set_in_pipeline(base_dataset(loader).pipeline, 'Resize',
                         scale=(size, size))
+    set_test_pipeline_scale(cfg, size)
     return {
         'data': f'synthetic ADE-layout shapes in {data_root}: '
                 + ', '.join(f'{ours} as ADE "{ade}"'

@@ -100,7 +100,7 @@ step() {  # step NAME CMD...: run CMD with its output in a log; on failure name 
   fi
 }
 
-CHECK_IMPORTS='import mmcv.ops, mmdet, mmseg, mmpretrain, timm, mmpoolformer; from mmcv.ops import nms'
+CHECK_IMPORTS='import mmcv.ops, mmdet, mmseg, mmpretrain, timm, mmdeploy.apis, mmpoolformer; from mmcv.ops import nms'
 if [ -f "$STAMP" ] && "$VENV/bin/python" -c "$CHECK_IMPORTS" 2>/dev/null; then
   echo "[install] environment in $(basename "$VENV") ($STACK_NAME stack) is up to date"
   exit 0
@@ -170,6 +170,10 @@ fi
 step "install $MMCV_DIST $MMCV_VERSION ($VARIANT)" "${PIP[@]}" install --no-deps --force-reinstall "$WHEEL_DIR"/*.whl
 step "install mmcv requirements" "${PIP[@]}" install addict "${STACK[-1]}" packaging Pillow pyyaml yapf opencv-python
 step "install $STACK_NAME stack" "${PIP[@]}" install "${STACK[@]}" "${COMMON[@]}" "$SETUPTOOLS_SPEC"
+# mmdeploy 1.3.1 (tools/deployment/deploy.py): --no-deps, since its pins (protobuf<=3.20.2, any torch)
+# would replace what the stack needs; its pure-Python imports are installed beside it
+step "install mmdeploy 1.3.1" "${PIP[@]}" install --no-deps mmdeploy==1.3.1 aenum multiprocess dill \
+  prettytable terminaltables
 # --no-deps: setup.py names no OpenMMLab distribution (a fork installed here must not be replaced)
 step "install mmpoolformer (editable)" "${PIP[@]}" install --no-deps --no-build-isolation -e "$ROOT"
 step "check imports" "$PY" -c "$CHECK_IMPORTS"

@@ -1,0 +1,65 @@
+"""Whole models to onnxruntime through mmdeploy (tools/deployment/deploy.py
+with configs/deploy/): the demo's trained RetinaNet and Semantic FPN give
+the predictions and the metric (real CocoMetric / IoUMetric) of PyTorch,
+and the exported graph holds the task's post-processing."""
+import json
+
+import onnx
+import pytest
+
+from helpers import ROOT, load_tool, tool_error
+
+pytest.importorskip('mmdeploy.apis', reason='mmdeploy is installed by '
+                    '`make install`')
+deploy = load_tool('deployment/deploy.py')
+
+DEPLOY = ROOT / 'configs' / 'deploy'
+# task: (deploy config, the config the demo writes, metric, the largest
+# metric difference allowed (mAP as a fraction, mIoU in %), an op of the
+# task's post-processing in the graph)
+TASKS = {
+    'det': ('detection_onnxruntime_dynamic.py',
+            'retinanet_poolformer_s12_coco.py', 'coco/bbox_mAP', 1e-3,
+            'NonMaxSuppression'),
+    'seg': ('segmentation_onnxruntime_dynamic.py',
+            'fpn_poolformer_s12_ade20k.py', 'mIoU', 0.1, 'ArgMax'),
+}
+
+
+@pytest.mark.parametrize('task', sorted(TASKS))
+def test_onnxruntime_model_keeps_predictions_and_metric(task, demo_model,
+                                                        tmp_path):
+    work, iters = demo_model(task)
+    deploy_cfg, config, metric, tol, op = TASKS[task]
+    report_file = tmp_path / 'report.json'
+    report = deploy.main([str(DEPLOY / deploy_cfg), str(work / config),
+                          str(work / f'iter_{iters}.pth'), '--work-dir',
+                          str(tmp_path / 'out'), '--metric', '--json',
+                          str(report_file)])
+    figures = report['agreement']
+    if task == 'det':
+        assert figures['matched'] >= 4 and figures['unmatched'] == 0
+        assert figures['box_iou'] >= 0.99 and figures['score'] <= 1e-3
+    else:
+        assert figures['pixels'] >= 0.999
+    pytorch = report['metrics']['pytorch'][metric]
+    assert pytorch > 0, f'the demo model did not learn: {metric} {pytorch}'
+    assert abs(report['metric_difference']) <= tol, report['metrics']
+    assert json.loads(report_file.read_text())['agreement'] == figures
+    graph = onnx.load(str(tmp_path / 'out' / 'end2end.onnx')).graph
+    assert op in {n.op_type for n in graph.node}
+
+
+def test_deploy_refuses_what_it_cannot_do(demo_model, tmp_path):
+    work, iters = demo_model('det')
+    deploy_cfg, config = DEPLOY / TASKS['det'][0], work / TASKS['det'][1]
+    checkpoint = work / f'iter_{iters}.pth'
+    out = tmp_path / 'end2end.onnx'
+    out.write_bytes(b'user data')
+    message = tool_error(deploy, deploy_cfg, config, checkpoint,
+                         '--work-dir', tmp_path, prog='deploy.py')
+    assert '--force' in message and out.read_bytes() == b'user data'
+    assert 'does not exist' in tool_error(deploy, deploy_cfg, config,
+                                          tmp_path / 'missing.pth')
+    assert 'not an mmdeploy deploy config' in tool_error(
+        deploy, config, config, checkpoint, '--work-dir', tmp_path / 'x')
