@@ -32,7 +32,8 @@ ROOT = Path(__file__).resolve().parents[1]
 CONFIG_DIR = ROOT / 'configs'
 # the configs in folders; configs/*.py are aliases of some of them
 CONFIGS = sorted(p.relative_to(CONFIG_DIR).as_posix()
-                 for p in CONFIG_DIR.rglob('*.py') if p.parent != CONFIG_DIR)
+                 for p in CONFIG_DIR.rglob('*.py') if p.parent != CONFIG_DIR
+                 and p.parent.name != 'deploy')  # mmdeploy's, tests/test_mmdeploy.py
 ALIASES = sorted(p.name for p in CONFIG_DIR.glob('*.py'))
 RELEASE = ('https://github.com/sail-sg/poolformer/releases/download/v1.0/'
            'poolformer_{}.pth.tar')

@@ -45,6 +45,7 @@ RUN_BY_TESTS = {
     'tools/analysis_tools/plot_curves.py': ['tests/test_plot_curves.py'],
     'tools/deployment/export_onnx.py': ['tests/test_deployment.py'],
     'tools/deployment/quantize.py': ['tests/test_quantize.py'],
+    'tools/deployment/deploy.py': ['tests/test_mmdeploy.py'],
     'tools/analysis_tools/profile_inference.py': ['tests/test_benchmark.py'],
     'tools/demo/image_demo.py': ['tests/test_visualization.py'],
     'tools/visualization/vis_cam.py': ['tests/test_visualization.py'],

@@ -34,7 +34,8 @@ MODELS = {m['Name']: m for m in zoo.models_of(METAFILES)}
 # in configs/ are short aliases of those)
 CONFIGS = sorted(p.relative_to(ROOT).as_posix()
                  for p in (ROOT / 'configs').rglob('*.py')
-                 if p.parent != ROOT / 'configs')
+                 if p.parent != ROOT / 'configs'
+                 and p.parent.name != 'deploy')  # deploy configs: no models
 
 # The published numbers (sail-sg/poolformer and sail-sg/metaformer READMEs,
 # i.e. the papers); no other model has a published result.

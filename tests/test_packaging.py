@@ -34,7 +34,8 @@ CONFIG_DIR = ROOT / 'configs'
 # lines: mmengine's `pkg::` needs a folder)
 FOLDER_CONFIGS = sorted(p.relative_to(CONFIG_DIR).as_posix()
                         for p in CONFIG_DIR.rglob('*.py')
-                        if p.parent != CONFIG_DIR)
+                        if p.parent != CONFIG_DIR
+                        and p.parent.name != 'deploy')  # mmdeploy's configs
 # build outputs and environments that a copy of the checkout leaves out
 # when git cannot list the files
 SKIP = shutil.ignore_patterns('.git', '.venv*', 'build', 'dist', '*.egg-info',

@@ -32,7 +32,7 @@ import time
 
 import torch
 from export_onnx import ToolError
-from mmengine.config import Config, DictAction
+from mmengine.config import DictAction
 from mmengine.evaluator import Evaluator
 
 from mmpoolformer.checkpoint import runner_checkpoint_globals
@@ -130,8 +130,7 @@ def main(argv=None):
                 raise ToolError(f'{path} does not exist')
         try:
             from mmdeploy.apis import build_task_processor, torch2onnx
-            from mmdeploy.utils import get_codebase, get_input_shape
-            from mmdeploy.utils import get_onnx_config
+            from mmdeploy.utils import get_codebase, get_input_shape, get_onnx_config
         except ImportError as exc:
             raise ToolError(f'mmdeploy does not import ({exc}); '
                             f'{MMDEPLOY_HINT}') from None
