@@ -37,6 +37,7 @@ def test_onnxruntime_model_keeps_predictions_and_metric(task, demo_model,
                           str(tmp_path / 'out'), '--metric', '--json',
                           str(report_file)])
     figures = report['agreement']
+    print(task, figures, {k: v[metric] for k, v in report['metrics'].items()})
     if task == 'det':
         assert figures['matched'] >= 4 and figures['unmatched'] == 0
         assert figures['box_iou'] >= 0.99 and figures['score'] <= 1e-3
