@@ -12,6 +12,10 @@ from typing import Callable, Dict, Iterable
 
 import torch
 
+#: the metric each codebase's evaluator reports first (the tools print it)
+MAIN_METRIC = {'mmdet': 'coco/bbox_mAP', 'mmseg': 'mIoU',
+               'mmpretrain': 'accuracy/top1'}
+
 #: the default bounds :func:`check` applies (what the deployment tests and
 #: ``tools/deployment/deploy.py`` require)
 TOLERANCES = dict(

@@ -37,6 +37,7 @@ from mmengine.evaluator import Evaluator
 
 from mmpoolformer.checkpoint import runner_checkpoint_globals
 from mmpoolformer.deployment.agreement import (
+    MAIN_METRIC,
     check,
     evaluate_model,
     prediction_agreement,
@@ -48,9 +49,6 @@ MMDEPLOY_HINT = ('this tool needs mmdeploy: `make install` installs it, or '
                  'pip install --no-deps mmdeploy==1.3.1 && pip install aenum '
                  'multiprocess prettytable terminaltables (--no-deps keeps '
                  'your torch, numpy and protobuf)')
-#: the metric each codebase reports first
-MAIN_METRIC = {'mmdet': 'coco/bbox_mAP', 'mmseg': 'mIoU',
-               'mmpretrain': 'accuracy/top1'}
 
 
 def build_parser():

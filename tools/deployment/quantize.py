@@ -40,13 +40,11 @@ from mmpoolformer.deployment import (
     quantize_onnx,
     run_session,
 )
+from mmpoolformer.deployment.agreement import MAIN_METRIC
 from mmpoolformer.fileio import atomic_output, check_output_path
 from mmpoolformer.models import MetaFormer
 from mmpoolformer.models.backbones import FORMULATIONS
 
-#: the metric each task reports first (the others are printed too)
-MAIN_METRIC = {'mmdet': 'coco/bbox_mAP', 'mmseg': 'mIoU',
-               'mmpretrain': 'accuracy/top1'}
 PRECISIONS = ('fp32', 'bf16', 'onnx', 'int8')
 
 
