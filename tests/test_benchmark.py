@@ -273,17 +273,23 @@ def test_detector_mode(tmp_path):
 
 def test_detector_inference_mode(tmp_path, capsys):
     """Whole-model inference: ours, ours-packed and mmpretrain's backbone,
+    each also compiled and in onnxruntime (ours after switch_to_deploy),
     same outputs, at the config's test size unless --size is given."""
     out = tmp_path / 'bench.json'
     benchmark.main(['--detector', 'fpn', '--modes', 'infer', '--size', '64',
-                    '--reps', '1', '--warmup', '0', '--dtype', 'bf16',
-                    '--json', str(out)])
+                    '--reps', '1', '--warmup', '0', '--compile-backend',
+                    'aot_eager', '--json', str(out)])
     results = json.loads(out.read_text())
-    assert set(results['rows']) == {'ours', 'ours-packed', 'mmpretrain'}
+    assert set(results['rows']) == {
+        'ours', 'ours-packed', 'mmpretrain', 'ours+compile',
+        'mmpretrain+compile', 'ours-onnxruntime', 'mmpretrain-onnxruntime'}
+    assert len(results['max_rel_diff_fp32']) == 6
     assert all(d < 1e-4 for d in results['max_rel_diff_fp32'].values())
     assert results['size_hw'] == [64, 64]
-    assert results['targets'][0]['target'] == \
-        'Semantic FPN inference vs mmpretrain backbone'
+    assert [t['target'] for t in results['targets']] == [
+        'Semantic FPN inference vs mmpretrain backbone',
+        'Semantic FPN compiled inference vs mmpretrain backbone compiled',
+        'Semantic FPN in onnxruntime vs mmpretrain backbone in onnxruntime']
     assert 'CPU matrix engines: ' in capsys.readouterr().out
     assert detector_test_input('retinanet') == (800, 1088)
     assert detector_test_input('fpn') == (512, 704)

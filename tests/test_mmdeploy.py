@@ -1,13 +1,18 @@
 """Whole models to onnxruntime through mmdeploy (tools/deployment/deploy.py
 with configs/deploy/): the demo's trained RetinaNet and Semantic FPN give
 the predictions and the metric (real CocoMetric / IoUMetric) of PyTorch,
-and the exported graph holds the task's post-processing."""
+the exported graph holds the task's post-processing, and the backbone in it
+is folded by switch_to_deploy() with the outputs of the model as trained."""
+import copy
 import json
 
+import numpy as np
 import onnx
 import pytest
+import torch
+from PIL import Image
 
-from helpers import ROOT, load_tool, tool_error
+from helpers import ROOT, load_tool, randomise_, tool_error
 
 pytest.importorskip('mmdeploy.apis', reason='mmdeploy is installed by '
                     '`make install`')
@@ -37,6 +42,7 @@ def test_onnxruntime_model_keeps_predictions_and_metric(task, demo_model,
                           str(tmp_path / 'out'), '--metric', '--json',
                           str(report_file)])
     figures = report['agreement']
+    assert report['switched_to_deploy']
     print(task, figures, {k: v[metric] for k, v in report['metrics'].items()})
     if task == 'det':
         assert figures['matched'] >= 4 and figures['unmatched'] == 0
@@ -64,3 +70,42 @@ def test_deploy_refuses_what_it_cannot_do(demo_model, tmp_path):
                                           tmp_path / 'missing.pth')
     assert 'not an mmdeploy deploy config' in tool_error(
         deploy, config, config, checkpoint, '--work-dir', tmp_path / 'x')
+
+
+def test_riformer_classifier_is_exported_folded_and_equal(tmp_path):
+    """The exported graph holds the model after switch_to_deploy() (RIFormer's
+    affine mixer folded into its norm, norm affines and layer scales into
+    the 1x1 layers: no more weights than the folded model has), its class
+    scores those of the model as trained; --no-switch-to-deploy too."""
+    from mmengine.config import Config
+    from mmpretrain.registry import MODELS
+
+    config = ROOT / 'configs' / 'metaformer' / 'riformer_s12_in1k.py'
+    cfg = Config.fromfile(str(config))
+    cfg.model.backbone.init_cfg = None
+    model = randomise_(MODELS.build(cfg.model))
+    with torch.no_grad():  # peaked scores: a wrong fold moves them far
+        model.head.fc.weight.mul_(30)
+    checkpoint = tmp_path / 'riformer.pth'
+    torch.save(dict(state_dict=model.state_dict()), checkpoint)
+    folded = copy.deepcopy(model.backbone)
+    folded.switch_to_deploy()
+    folded_weights = sum(p.numel() for p in folded.parameters()) + sum(
+        p.numel() for p in model.head.parameters())
+    assert folded_weights < sum(p.numel() for p in model.parameters())
+    image = tmp_path / 'image.png'
+    Image.fromarray(np.random.default_rng(0).integers(
+        0, 256, (120, 160, 3), dtype=np.uint8)).save(image)
+    for name, extra in (('folded', []), ('trained', ['--no-switch-to-deploy'])):
+        out = tmp_path / name
+        report = deploy.main([
+            str(DEPLOY / 'classification_onnxruntime_dynamic.py'),
+            str(config), str(checkpoint), '--images', str(image),
+            '--work-dir', str(out), *extra])
+        graph = onnx.load(str(out / 'end2end.onnx')).graph
+        weights = sum(int(np.prod(t.dims)) for t in graph.initializer)
+        print(name, report['agreement'], weights, folded_weights)
+        assert report['switched_to_deploy'] == (name == 'folded')
+        assert report['agreement']['class_score'] <= 1e-4
+        assert report['agreement']['same_label'] == 1.0
+        assert weights <= folded_weights

@@ -12,11 +12,24 @@ so mmdeploy's own ``tools/deploy.py`` loads it as ours does; importing
   and ``multiclass_nms`` ops are ``autograd.Function.symbolic`` methods)
   and refuses its default opset 11. mmdeploy's graph is TorchScript's:
   inside its export we ask for that exporter explicitly.
+* **an exact adaptive average pool** (UPerNet's pyramid pooling, bins 1, 2,
+  3, 6). mmdeploy's default rewrite is ``avg_pool2d`` with the kernel
+  ``int(size / bins)`` of the example image, exact only where the map is a
+  multiple of every bin and only at that size. Ours averages each bin
+  PyTorch's way (rows ``floor(i H / n)`` to ``ceil((i + 1) H / n)``, then
+  columns alike), with the bounds computed from the input's shape in the
+  graph: exact at every size.
+* **RoIAlign** (Mask R-CNN and the other two-stage heads). mmdeploy's
+  symbolic for onnxruntime casts the boxes' batch indices with
+  ``torch.onnx.symbolic_opset9._cast_Long``, which torch 2.14 no longer
+  has; ours writes the same ONNX ``RoiAlign`` with an ONNX ``Cast``.
 """
 import inspect
 
 import torch
-from mmdeploy.core import FUNCTION_REWRITER
+from mmdeploy.core import FUNCTION_REWRITER, SYMBOLIC_REWRITER
+from mmdeploy.utils import get_ir_config
+from torch.nn.modules.utils import _pair
 
 
 def _takes_dynamo() -> bool:
@@ -35,3 +48,69 @@ if _takes_dynamo():
         ctx = FUNCTION_REWRITER.get_context()
         kwargs.setdefault('dynamo', False)
         return ctx.origin_func(*args, **kwargs)
+
+
+def _bin_means(x: torch.Tensor, dim: int, bins: int) -> torch.Tensor:
+    """The means of ``x`` over ``bins`` adaptive-pooling bins along
+    ``dim``: ``[floor(i L / n), ceil((i + 1) L / n))``, written with
+    non-negative integer division only (ONNX's rounds toward zero)."""
+    dim = dim % x.dim()
+    length = x.shape[dim]
+    means = []
+    for i in range(bins):
+        index = [slice(None)] * dim + [slice(
+            i * length // bins, ((i + 1) * length + bins - 1) // bins)]
+        means.append(x[tuple(index)].mean(dim, keepdim=True))
+    return torch.cat(means, dim) if bins > 1 else means[0]
+
+
+def adaptive_avg_pool2d_by_bins(x: torch.Tensor, output_size) -> torch.Tensor:
+    """``F.adaptive_avg_pool2d(x, output_size)`` as per-bin means: the
+    average over a rectangle is the mean of its rows' means."""
+    out_h, out_w = _pair(output_size)
+    out_h = x.shape[-2] if out_h is None else out_h
+    out_w = x.shape[-1] if out_w is None else out_w
+    return _bin_means(_bin_means(x, -2, int(out_h)), -1, int(out_w))
+
+
+@FUNCTION_REWRITER.register_rewriter(
+    func_name='torch.nn.functional.adaptive_avg_pool2d',
+    backend='onnxruntime')
+def adaptive_avg_pool2d__onnxruntime(input, output_size):
+    """Global pooling as it is (ONNX's GlobalAveragePool), any other size
+    by :func:`adaptive_avg_pool2d_by_bins`."""
+    ctx = FUNCTION_REWRITER.get_context()
+    if _pair(output_size) == (1, 1):
+        return ctx.origin_func(input, output_size)
+    return adaptive_avg_pool2d_by_bins(input, output_size)
+
+
+@SYMBOLIC_REWRITER.register_symbolic('mmcv.ops.roi_align.__self__',
+                                     backend='onnxruntime')
+def roi_align__onnxruntime(g, input, rois, output_size, spatial_scale,
+                           sampling_ratio, pool_mode, aligned):
+    """mmcv's RoIAlign as ONNX ``RoiAlign``: ``rois`` are (index, x1, y1,
+    x2, y2) rows; below opset 16 ``aligned`` is the half-pixel shift of the
+    boxes, from 16 on ONNX's coordinate transformation mode."""
+    from torch.onnx.symbolic_opset11 import add, select
+    ctx = SYMBOLIC_REWRITER.get_context()
+    opset = get_ir_config(ctx.cfg).get('opset_version', 11)
+
+    def constant(values, dtype=torch.long):
+        return g.op('Constant', value_t=torch.tensor(values, dtype=dtype))
+
+    index = select(g, rois, 1, constant([0]))
+    index = g.op('Squeeze', index, axes_i=[1]) if opset < 13 else \
+        g.op('Squeeze', index, constant([1]))
+    batch_indices = g.op('Cast', index, to_i=7)  # TensorProto.INT64
+    boxes = select(g, rois, 1, constant([1, 2, 3, 4]))
+    attributes = dict(output_height_i=output_size[0],
+                      output_width_i=output_size[1],
+                      spatial_scale_f=spatial_scale,
+                      sampling_ratio_i=sampling_ratio, mode_s=pool_mode)
+    if opset >= 16:
+        attributes['coordinate_transformation_mode_s'] = \
+            'half_pixel' if aligned else 'output_half_pixel'
+    elif aligned:
+        boxes = add(g, boxes, constant([-0.5 / spatial_scale], torch.float))
+    return g.op('RoiAlign', input, boxes, batch_indices, **attributes)

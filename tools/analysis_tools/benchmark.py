@@ -82,6 +82,7 @@ import os
 import platform
 import tempfile
 from collections import Counter
+from functools import partial
 
 import torch
 import torch.nn as nn
@@ -673,31 +674,86 @@ def run_detectors(args, kind=None, batch=None, size_hw=None):
 def run_detector_inference(args, kind, models, batch, size_hw):
     """The whole model's tensor forward at its config's test size (batch
     1 by default), ours (default and packed backbone) against the same
-    model on mmpretrain's backbone, in ``args.dtype``."""
+    model on mmpretrain's backbone, in ``args.dtype``; unless left out, both
+    under ``torch.compile`` and both in onnxruntime (:func:`whole_model_rows`).
+    """
     size_hw = size_hw or ((args.size, args.size) if args.size_given else
                           detector_test_input(kind))
     inputs, samples = detector_batch(kind, batch or args.batch, size_hw,
                                      args.seed, args.device)
-    outs = {}
-    for name, m in models.items():
+    for m in models.values():
         m.to(args.device).eval()
-        with torch.inference_mode(), exact_fp32():
-            flat = []
-            for o in m._forward(inputs):
-                flat.extend(o if isinstance(o, (list, tuple)) else [o])
-            outs[name] = [o.float() for o in flat]
-    diffs = check_equal(outs, [('ours', 'mmpretrain'),
-                               ('ours-packed', 'mmpretrain')], 'fp32')
-    steps = {n: {'infer': detector_steps(m, inputs, samples, args.dtype,
-                                         args.device)['infer']}
+    steps = {n: dict(infer=detector_steps(m, inputs, samples, args.dtype,
+                                          args.device)['infer'],
+                     fp32=partial(_infer, m._forward, inputs, 'fp32',
+                                  args.device))
              for n, m in models.items()}
+    workdir = tempfile.TemporaryDirectory()
+    steps.update(whole_model_rows(models, inputs, args, workdir.name))
+    outs = {}
+    for name, step in steps.items():
+        with exact_fp32():
+            outs[name] = [torch.as_tensor(o).float()
+                          for o in flat_outputs(step['fp32']())]
+    diffs = check_equal(outs, [(n, 'mmpretrain') for n in steps
+                               if n != 'mmpretrain'], 'fp32')
     timed = interleaved_medians(steps, ['infer'], args.reps, args.warmup,
                                 args.device)
+    workdir.cleanup()
     rows = {n: dict(infer_ms=timed[n]['infer']['median_ms'],
                     infer_ms_all=timed[n]['infer']['all_ms']) for n in steps}
     print(f'{kind} inference input {size_hw[0]}x{size_hw[1]}')
     return rows, DETECTOR_TARGETS[f'{kind} inference'], dict(
         max_rel_diff_fp32=diffs, size_hw=list(size_hw))
+
+
+def flat_outputs(outs):
+    """A model's tensor outputs flattened (heads return per-level lists)."""
+    flat = []
+    for o in outs:
+        flat.extend(o if isinstance(o, (list, tuple)) else [o])
+    return flat
+
+
+def whole_model_rows(models, inputs, args, workdir):
+    """``{row: {'infer': fn, 'fp32': fn}}``: ``ours+compile`` and
+    ``mmpretrain+compile`` (``torch.compile`` of the model's tensor part, as
+    a user compiles it)
+    and, on a CPU in fp32, ``ours-onnxruntime`` / ``mmpretrain-onnxruntime``
+    (the tensor part exported to ONNX at the input's shape by the
+    TorchScript exporter, ours after ``switch_to_deploy()``, run by
+    onnxruntime without spinning threads): the graph mmdeploy writes
+    without its post-processing, which is the same for every row."""
+    from mmpoolformer.deployment import export_onnx, ort_session, run_session
+    from mmpoolformer.deployment.quantize import TensorPart
+    rows = {}
+    for name in ('ours', 'mmpretrain'):
+        model = models[name]
+        if not args.no_compile:
+            part = compiled(TensorPart(model).eval(),
+                            backend=args.compile_backend)
+            rows[f'{name}+compile'] = dict(
+                infer=partial(_infer, part, inputs, args.dtype, args.device),
+                fp32=partial(_infer, part, inputs, 'fp32', args.device))
+        if args.no_onnx or args.device != 'cpu' or args.dtype != 'fp32':
+            continue
+        deployed = copy.deepcopy(model).float().cpu().eval()
+        if hasattr(deployed.backbone, 'switch_to_deploy'):
+            deployed.backbone.switch_to_deploy()
+        path = os.path.join(workdir, f'{name}.onnx')
+        print(f'exporting the {name} model to ONNX for onnxruntime')
+        export_onnx(TensorPart(deployed), path,
+                    input_shape=tuple(inputs.shape), dynamic=False,
+                    dynamo=False)
+        session = ort_session(path, spinning=False)
+        step = partial(run_session, session, inputs)
+        rows[f'{name}-onnxruntime'] = dict(infer=step, fp32=step)
+    return rows
+
+
+def _infer(model, inputs, dtype, device):
+    with torch.inference_mode(), autocast(dtype, device):
+        return model(inputs)
 
 
 #: the CPU flags that say which matrix engine runs bf16 and int8 GEMMs

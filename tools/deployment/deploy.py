@@ -10,8 +10,12 @@ DEPLOY_CFG is an mmdeploy deploy config: ours in ``configs/deploy/`` (they
 import what mmdeploy needs for our models on the supported torch) or one of
 your own with ``_base_ = ['mmpoolformer::deploy/...']``. The export is
 mmdeploy's ``torch2onnx`` (the same graph its ``tools/deploy.py`` writes,
-NMS / argmax included); the PyTorch model is the one mmdeploy builds from
-MODEL_CFG and CHECKPOINT (a Runner checkpoint or a weights file).
+NMS / argmax included), made from the model mmdeploy builds from MODEL_CFG
+and CHECKPOINT (a Runner checkpoint or a weights file) after its backbone's
+``switch_to_deploy()`` (folded norm affines and layer scales, RIFormer's
+affine mixer folded into its norm; ``--no-switch-to-deploy`` exports the
+structure as trained). The PyTorch model it is checked against is the one as
+trained.
 
 Checked before anything is written: on ``--images`` (default: the first
 ``--num-images`` of the config's test split), PyTorch's own predictions
@@ -69,6 +73,9 @@ def build_parser():
     parser.add_argument('--json', help='write the figures here')
     parser.add_argument('--force', action='store_true',
                         help='replace an existing WORK_DIR/end2end.onnx')
+    parser.add_argument('--no-switch-to-deploy', dest='switch_to_deploy',
+                        action='store_false', help="export the backbone "
+                        "as trained, without its switch_to_deploy() folding")
     parser.add_argument('--cfg-options', nargs='+', action=DictAction,
                         help='override settings of the model config')
     return parser
@@ -103,6 +110,58 @@ def test_loader(task_processor, model_cfg):
     return task_processor.build_dataloader(loader)
 
 
+def deployed_structure(torch_model, switch):
+    """A copy of the model to export (mmdeploy's export leaves the model it
+    is given with its export-time ``forward``), its backbone folded by
+    ``switch_to_deploy()`` when ``switch`` and it has one; and whether it
+    was folded."""
+    model = copy.deepcopy(torch_model)
+    backbone = getattr(model, 'backbone', None)
+    if not switch or not hasattr(backbone, 'switch_to_deploy'):
+        return model, False
+    backbone.switch_to_deploy()
+    return model, True
+
+
+def export_onnx(task_processor, model, image, deploy_cfg, out_dir,
+                save_file):
+    """mmdeploy's ONNX export of ``model`` (the call its ``torch2onnx``
+    makes after building the model itself): its rewriters, its
+    post-processing, the deploy config's ONNX settings."""
+    from mmdeploy.apis.core.pipeline_manager import no_mp
+    from mmdeploy.apis.onnx import export
+    from mmdeploy.utils import (
+        get_backend,
+        get_dynamic_axes,
+        get_input_shape,
+        get_onnx_config,
+    )
+    data, inputs = task_processor.create_input(
+        image, get_input_shape(deploy_cfg),
+        data_preprocessor=getattr(model, 'data_preprocessor', None))
+    if isinstance(inputs, list) and len(inputs) == 1:
+        inputs = inputs[0]
+    onnx_cfg = get_onnx_config(deploy_cfg)
+    names = onnx_cfg['input_names'] + onnx_cfg['output_names']
+    with no_mp():
+        export(model, inputs,
+               output_path_prefix=osp.join(out_dir,
+                                           osp.splitext(save_file)[0]),
+               backend=get_backend(deploy_cfg).value,
+               input_metas=dict(data_samples=data['data_samples'],
+                                mode='predict'),
+               context_info=dict(deploy_cfg=deploy_cfg),
+               input_names=onnx_cfg['input_names'],
+               output_names=onnx_cfg['output_names'],
+               opset_version=onnx_cfg.get('opset_version', 11),
+               dynamic_axes=get_dynamic_axes(deploy_cfg, names),
+               verbose=not onnx_cfg.get('strip_doc_string', True)
+               or onnx_cfg.get('verbose', False),
+               keep_initializers_as_inputs=onnx_cfg.get(
+                   'keep_initializers_as_inputs', True),
+               optimize=onnx_cfg.get('optimize', False))
+
+
 def compare_on_images(task_processor, torch_model, backend_model, images,
                       input_shape, score_floor):
     """Per image, the agreement figures of the two runtimes."""
@@ -127,7 +186,7 @@ def main(argv=None):
             if not osp.isfile(path):
                 raise ToolError(f'{path} does not exist')
         try:
-            from mmdeploy.apis import build_task_processor, torch2onnx
+            from mmdeploy.apis import build_task_processor
             from mmdeploy.utils import get_codebase, get_input_shape, get_onnx_config
         except ImportError as exc:
             raise ToolError(f'mmdeploy does not import ({exc}); '
@@ -150,13 +209,18 @@ def main(argv=None):
         with tempfile.TemporaryDirectory(dir=work_dir) as tmp:
             start = time.perf_counter()
             with runner_checkpoint_globals():
-                torch2onnx(images[0], tmp, save_file, deploy_cfg, model_cfg,
-                           args.checkpoint, device='cpu')
                 torch_model = task_processor.build_pytorch_model(
                     args.checkpoint)
+            exported, report['switched_to_deploy'] = deployed_structure(
+                torch_model, args.switch_to_deploy)
+            export_onnx(task_processor, exported, images[0], deploy_cfg,
+                        tmp, save_file)
+            del exported
             report['export_seconds'] = time.perf_counter() - start
             print(f'exported through mmdeploy in '
-                  f'{report["export_seconds"]:.1f} s')
+                  f'{report["export_seconds"]:.1f} s'
+                  + (', backbone after switch_to_deploy()'
+                     if report['switched_to_deploy'] else ''))
             backend_model = task_processor.build_backend_model(
                 [osp.join(tmp, save_file)],
                 data_preprocessor_updater=task_processor.

@@ -262,11 +262,13 @@ def update_metadata(index: Path = INDEX, only=None, progress=None):
 
 
 def zoo_configs() -> list:
-    """The configs of the model zoo: every ``configs/<folder>/**.py``. Files
+    """The configs of the model zoo: every ``configs/<folder>/**.py`` but
+    ``configs/deploy/`` (mmdeploy's deploy configs, no models). Files
     directly in ``configs/`` are aliases of those (e.g.
     ``configs/retinanet_poolformer_s24_coco.py``), not entries of their own."""
     return sorted(p.relative_to(ROOT).as_posix()
-                  for p in (ROOT / 'configs').glob('*/**/*.py'))
+                  for p in (ROOT / 'configs').glob('*/**/*.py')
+                  if p.relative_to(ROOT / 'configs').parts[0] != 'deploy')
 
 
 def unlisted_configs(index: Path = INDEX) -> list:
