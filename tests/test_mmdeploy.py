@@ -109,3 +109,46 @@ def test_riformer_classifier_is_exported_folded_and_equal(tmp_path):
         assert report['agreement']['class_score'] <= 1e-4
         assert report['agreement']['same_label'] == 1.0
         assert weights <= folded_weights
+
+
+def test_adaptive_pool_rewrite_is_exact_at_any_size():
+    from mmpoolformer.deployment.mmdeploy_rewriters import \
+        adaptive_avg_pool2d_by_bins
+    gen = torch.Generator().manual_seed(0)
+    for size in ((5, 7), (16, 22), (13, 13), (6, 12)):
+        x = torch.randn(2, 3, *size, generator=gen, dtype=torch.float64)
+        for bins in (1, 2, 3, 6, (2, 3)):
+            torch.testing.assert_close(
+                adaptive_avg_pool2d_by_bins(x, bins),
+                torch.nn.functional.adaptive_avg_pool2d(x, bins))
+
+
+def test_upernet_pyramid_pooling_is_exported_exactly(tmp_path):
+    """UPerNet's pyramid pooling (bins 1, 2, 3, 6) on a 5x7 last map, a
+    multiple of no bin but 1: the label map of PyTorch, pixel for pixel."""
+    from mmengine.config import Config
+    from mmengine.registry import init_default_scope
+    from mmseg.registry import MODELS
+
+    config = ROOT / 'configs' / 'metaformer' / 'upernet_convformer_s18_ade20k.py'
+    options = {'model.decode_head.norm_cfg.type': 'BN',
+               'model.auxiliary_head.norm_cfg.type': 'BN',
+               'model.backbone.init_cfg': None,
+               'test_pipeline.1.scale': (224, 160)}
+    cfg = Config.fromfile(str(config))
+    cfg.merge_from_dict(options)
+    init_default_scope('mmseg')
+    model = MODELS.build(cfg.model)
+    randomise_(model.backbone)
+    checkpoint = tmp_path / 'upernet.pth'
+    torch.save(dict(state_dict=model.state_dict(), meta={}), checkpoint)
+    image = tmp_path / 'image.png'
+    Image.fromarray(np.random.default_rng(0).integers(
+        0, 256, (160, 224, 3), dtype=np.uint8)).save(image)
+    report = deploy.main([
+        str(DEPLOY / 'segmentation_onnxruntime_dynamic.py'), str(config),
+        str(checkpoint), '--images', str(image), '--work-dir',
+        str(tmp_path / 'out'), '--cfg-options',
+        *(f'{k}={v}'.replace(' ', '') for k, v in options.items())])
+    print(report['agreement'])
+    assert report['agreement']['pixels'] == 1.0
