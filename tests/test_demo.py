@@ -57,3 +57,39 @@ def test_demo_schedule_is_valid_for_any_length(iters, tmp_path):
                   for s in cfg['param_scheduler']]
     assert schedulers[0].begin == 0 and schedulers[-1].end == iters
     assert all(s.begin < s.end for s in schedulers)
+
+
+@pytest.mark.parametrize('config', [
+    'poolformer/retinanet_poolformer_s12_coco.py',
+    'poolformer/mask_rcnn_poolformer_s12_coco.py',
+    'poolformer/cascade_mask_rcnn_poolformer_s12_coco_3x.py'])
+def test_demo_sets_the_classes_of_every_head(config):
+    """--config of another detector: every head that classifies gets the
+    synthetic data's classes (Mask R-CNN's box and mask heads, a cascade's
+    three stages), and the model builds."""
+    from helpers import ROOT, load_tool
+    from mmengine.config import Config
+    from mmengine.registry import init_default_scope
+
+    from mmpoolformer import register_all_modules
+    demo = load_tool('demo.py')
+    cfg = Config.fromfile(str(ROOT / 'configs' / config))
+    heads = demo.set_num_classes(cfg.model, 3)
+    expected = {'retinanet': ['model.bbox_head'],
+                'mask_rcnn': ['model.roi_head.bbox_head',
+                              'model.roi_head.mask_head'],
+                'cascade_mask_rcnn': [
+                    'model.roi_head.bbox_head.0', 'model.roi_head.bbox_head.1',
+                    'model.roi_head.bbox_head.2', 'model.roi_head.mask_head']}
+    assert heads == expected[config.split('/')[1].split('_poolformer')[0]]
+    register_all_modules()
+    init_default_scope('mmdet')
+    from mmdet.registry import MODELS
+    cfg.model.backbone.init_cfg = None
+    model = MODELS.build(cfg.model)
+    built = {n: m.num_classes for n, m in model.named_modules()
+             if isinstance(getattr(m, 'num_classes', None), int)
+             and n != 'rpn_head'}  # proposals: one class, by design
+    assert set(built.values()) == {3}
+    assert all(any(n.startswith(h[len('model.'):]) for n in built)
+               for h in heads)

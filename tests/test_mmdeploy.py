@@ -112,8 +112,7 @@ def test_riformer_classifier_is_exported_folded_and_equal(tmp_path):
 
 
 def test_adaptive_pool_rewrite_is_exact_at_any_size():
-    from mmpoolformer.deployment.mmdeploy_rewriters import \
-        adaptive_avg_pool2d_by_bins
+    from mmpoolformer.deployment.mmdeploy_rewriters import adaptive_avg_pool2d_by_bins
     gen = torch.Generator().manual_seed(0)
     for size in ((5, 7), (16, 22), (13, 13), (6, 12)):
         x = torch.randn(2, 3, *size, generator=gen, dtype=torch.float64)

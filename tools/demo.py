@@ -89,6 +89,25 @@ def set_test_pipeline_scale(cfg, size):
         set_in_pipeline(cfg.test_pipeline, 'Resize', scale=(size, size))
 
 
+def set_num_classes(model, num_classes):
+    """Every head of the model config that has ``num_classes`` (RetinaNet's
+    ``bbox_head``; Mask R-CNN's ``roi_head.bbox_head`` and ``mask_head``;
+    the lists of cascades), in place; the dotted paths set."""
+    paths = []
+
+    def walk(node, path):
+        items = node.items() if isinstance(node, dict) else \
+            enumerate(node) if isinstance(node, list) else ()
+        for key, value in items:
+            if key == 'num_classes':
+                node[key] = num_classes
+                paths.append(path)
+            else:
+                walk(value, f'{path}.{key}')
+    walk(model, 'model')
+    return paths
+
+
 def det_overrides(cfg, data_root, size, iters):
     """What a short CPU run on synthetic shapes changes in the COCO config."""
     ann = {s: f'annotations/instances_{s}2017.json' for s in ('train', 'val')}
@@ -102,18 +121,18 @@ def det_overrides(cfg, data_root, size, iters):
         set_in_pipeline(dataset.pipeline, 'Resize', scale=(size, size))
     set_test_pipeline_scale(cfg, size)
     evaluator = dict(cfg.val_evaluator, ann_file=osp.join(data_root, ann['val']))
+    heads = set_num_classes(cfg.model, len(SHAPE_CLASSES))
     return {
         'data': f'synthetic COCO-layout shapes in {data_root}, classes {SHAPE_CLASSES}',
         'image scale': (size, size),
-        'model.bbox_head.num_classes': len(SHAPE_CLASSES),
+        **{f'{head}.num_classes': len(SHAPE_CLASSES) for head in heads},
         'model.backbone.init_cfg': 'None (from scratch: no download here)',
         'train_dataloader.batch_size': 8,
         'schedule': f'{iters} iterations, '
                     + 'linear warm-up, ' * (iters >= 5) + 'cosine to 0',
         'optimizer': 'AdamW lr 1e-3 (config: 1e-4 for fine-tuning at batch 16)',
     }, dict(
-        model=dict(bbox_head=dict(num_classes=len(SHAPE_CLASSES)),
-                   backbone=dict(init_cfg=None)),
+        model=dict(backbone=dict(init_cfg=None)),
         val_evaluator=evaluator, test_evaluator=evaluator,
         train_dataloader=dict(batch_size=8))
 

@@ -45,7 +45,9 @@ RetinaNet-S12 / Semantic FPN-S12 config against the same model with
 ``mmpretrain.PoolFormer`` as its backbone, same weights, same batch; with
 ``--modes infer`` the whole model's tensor forward (batch 1 at the config's
 test size unless ``--batch`` / ``--size``), ours also with its backbone in
-the packed formulation.
+the packed formulation, and both models under ``torch.compile``
+(``+compile``) and, in fp32 on a CPU, in onnxruntime (``-onnxruntime``,
+ours after ``switch_to_deploy()``).
 
 On a CPU the run first prints which matrix engines the CPU has (AMX,
 AVX-512 BF16, VNNI): every ratio is against this machine's own GEMM floor
@@ -131,6 +133,9 @@ class ToolError(Exception):
 
 
 TOL = 1e-4  # relative (2-norm) agreement required between rows, fp32
+# a whole model in onnxruntime: its fp32 kernels round differently, through
+# 20+ layers of randomised weights (RetinaNet at 800x1088: 1.05e-4)
+ORT_TOL = 1e-3
 INFER_ONLY = ('ours-packed', 'ours-deploy', 'ours-deploy+compile',
               'onnxruntime', 'ours-int8', 'reference-int8')
 INT8_ROWS = ('ours-int8', 'reference-int8')
@@ -300,16 +305,20 @@ def int8_row(model, x, workdir, name):
         [torch.as_tensor(o).to(x.device) for o in run_session(session, x_cpu)]
 
 
-def check_equal(outs, pairs, label):
+def check_equal(outs, pairs, label, tol=TOL):
+    """Relative differences of the rows' outputs, pair by pair; in fp32 one
+    above ``tol`` (a number, or ``{row: number}`` for the first of a pair)
+    is an error."""
     diffs = {}
     for a, b in pairs:
         if a in outs and b in outs:
             d = max(rel(p, q) for p, q in zip(outs[a], outs[b]))
             diffs[f'{a} vs {b}'] = d
             print(f'{label}: {a} vs {b}: relative difference {d:.2e}')
-            if label == 'fp32' and d > TOL:
-                raise ToolError(f'{a} and {b} differ by {d:.2e} (> {TOL}): '
-                                'they do not compute the same function')
+            limit = tol.get(a, TOL) if isinstance(tol, dict) else tol
+            if label == 'fp32' and d > limit:
+                raise ToolError(f'{a} and {b} differ by {d:.2e} (> {limit}):'
+                                ' they do not compute the same function')
     return diffs
 
 
@@ -696,7 +705,8 @@ def run_detector_inference(args, kind, models, batch, size_hw):
             outs[name] = [torch.as_tensor(o).float()
                           for o in flat_outputs(step['fp32']())]
     diffs = check_equal(outs, [(n, 'mmpretrain') for n in steps
-                               if n != 'mmpretrain'], 'fp32')
+                               if n != 'mmpretrain'], 'fp32',
+                        {n: ORT_TOL for n in steps if 'onnxruntime' in n})
     timed = interleaved_medians(steps, ['infer'], args.reps, args.warmup,
                                 args.device)
     workdir.cleanup()
