@@ -67,11 +67,12 @@ def test_demo_sets_the_classes_of_every_head(config):
     """--config of another detector: every head that classifies gets the
     synthetic data's classes (Mask R-CNN's box and mask heads, a cascade's
     three stages), and the model builds."""
-    from helpers import ROOT, load_tool
     from mmengine.config import Config
     from mmengine.registry import init_default_scope
 
     from mmpoolformer import register_all_modules
+
+    from helpers import ROOT, load_tool
     demo = load_tool('demo.py')
     cfg = Config.fromfile(str(ROOT / 'configs' / config))
     heads = demo.set_num_classes(cfg.model, 3)

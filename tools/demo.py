@@ -17,6 +17,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import torch
 import torch.nn.functional as F
 from mmengine.config import Config
 from mmengine.hooks import Hook
@@ -233,7 +234,8 @@ def draw_predictions(runner, task, out_file, num_images=4, factor=3):
     panels = []
     for i in range(min(num_images, len(dataset))):
         batch = runner.val_dataloader.collate_fn([dataset[i]])
-        sample = model.test_step(batch)[0]
+        with torch.no_grad():  # Mask R-CNN's boxes would keep their graph
+            sample = model.test_step(batch)[0]
         image, sample = upscale(cv2.imread(sample.img_path)[..., ::-1],
                                 sample, factor)
         panels.append(draw_prediction(model, task, image, sample,
