@@ -23,6 +23,12 @@ so mmdeploy's own ``tools/deploy.py`` loads it as ours does; importing
   symbolic for onnxruntime casts the boxes' batch indices with
   ``torch.onnx.symbolic_opset9._cast_Long``, which torch 2.14 no longer
   has; ours writes the same ONNX ``RoiAlign`` with an ONNX ``Cast``.
+* **the RPN's NMS per level** (Mask R-CNN's proposals). mmdeploy's RPN
+  rewrite concatenates the FPN levels and runs one NMS over all of them,
+  with its default score threshold (0.05); mmdet's RPN runs one NMS per
+  level (``batched_nms`` with the level as the class) and keeps every
+  score. Ours takes mmdeploy's decoded candidates and makes the level the
+  class of its multi-class NMS, with no threshold.
 """
 import inspect
 
@@ -114,3 +120,55 @@ def roi_align__onnxruntime(g, input, rois, output_size, spatial_scale,
     elif aligned:
         boxes = add(g, boxes, constant([-0.5 / spatial_scale], torch.float))
     return g.op('RoiAlign', input, boxes, batch_indices, **attributes)
+
+
+@FUNCTION_REWRITER.register_rewriter(
+    func_name='mmdet.models.dense_heads.rpn_head.RPNHead.predict_by_feat',
+    backend='onnxruntime')
+def rpn_head__predict_by_feat__onnxruntime(self, cls_scores, bbox_preds,
+                                           score_factors=None,
+                                           batch_img_metas=None, cfg=None,
+                                           rescale=False, with_nms=True,
+                                           **kwargs):
+    """Proposals as mmdet's RPN makes them: each level's ``nms_pre`` best
+    anchors, decoded, those not larger than ``min_bbox_size`` dropped (their
+    score set to 0), an NMS per level (the level is the class of mmdeploy's
+    multi-class NMS, which keeps scores above 0), the ``max_per_img`` best
+    over all levels: ``(dets (B, K, 5), labels)``."""
+    from mmdeploy.mmcv.ops import multiclass_nms
+    cfg = self.test_cfg if cfg is None else cfg
+    batch = cls_scores[0].shape[0]
+    anchors = self.prior_generator.grid_priors(
+        [s.shape[-2:] for s in cls_scores], device=cls_scores[0].device)
+    pre = cfg.get('nms_pre', -1)
+    boxes, scores, levels = [], [], []
+    for level, (score, delta, prior) in enumerate(
+            zip(cls_scores, bbox_preds, anchors)):
+        score = score.permute(0, 2, 3, 1).reshape(batch, -1)
+        score = score.sigmoid() if self.use_sigmoid_cls else \
+            score.reshape(batch, -1, 2).softmax(-1)[..., 0]
+        delta = delta.permute(0, 2, 3, 1).reshape(
+            batch, -1, self.bbox_coder.encode_size)
+        prior = prior.unsqueeze(0).expand(batch, -1, -1)
+        if 0 < pre < score.shape[1]:
+            score, index = score.topk(pre, dim=1)
+            delta = delta.gather(1, index[..., None].expand(-1, -1,
+                                                            delta.shape[-1]))
+            prior = prior.gather(1, index[..., None].expand(-1, -1, 4))
+        boxes.append(self.bbox_coder.decode(
+            prior, delta, max_shape=batch_img_metas[0]['img_shape']))
+        scores.append(score)
+        levels.append(torch.full_like(score, level, dtype=torch.long))
+    boxes, scores = torch.cat(boxes, 1), torch.cat(scores, 1)
+    min_size = cfg.get('min_bbox_size', -1)
+    if min_size >= 0:  # mmdet drops the boxes not wider and taller
+        wh = boxes[..., 2:] - boxes[..., :2]
+        scores = scores * (wh > min_size).all(-1).to(scores)
+    if not with_nms:
+        return boxes, scores[..., None]
+    per_level = torch.nn.functional.one_hot(
+        torch.cat(levels, 1), len(cls_scores)).to(scores) * scores[..., None]
+    keep = cfg.get('max_per_img', 1000)
+    return multiclass_nms(boxes, per_level, keep,
+                          iou_threshold=cfg.nms.get('iou_threshold', 0.7),
+                          score_threshold=0.0, keep_top_k=keep)
