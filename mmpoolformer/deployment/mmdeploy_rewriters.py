@@ -135,6 +135,7 @@ def rpn_head__predict_by_feat__onnxruntime(self, cls_scores, bbox_preds,
     score set to 0), an NMS per level (the level is the class of mmdeploy's
     multi-class NMS, which keeps scores above 0), the ``max_per_img`` best
     over all levels: ``(dets (B, K, 5), labels)``."""
+    from mmdeploy.codebase.mmdet.deploy import pad_with_value_if_necessary
     from mmdeploy.mmcv.ops import multiclass_nms
     cfg = self.test_cfg if cfg is None else cfg
     batch = cls_scores[0].shape[0]
@@ -150,7 +151,11 @@ def rpn_head__predict_by_feat__onnxruntime(self, cls_scores, bbox_preds,
         delta = delta.permute(0, 2, 3, 1).reshape(
             batch, -1, self.bbox_coder.encode_size)
         prior = prior.unsqueeze(0).expand(batch, -1, -1)
-        if 0 < pre < score.shape[1]:
+        if pre > 0:  # a level with fewer anchors: padded, score 0 (in the
+            # graph, so that any input size takes the nms_pre best)
+            score = pad_with_value_if_necessary(score, 1, pre, 0.)
+            delta = pad_with_value_if_necessary(delta, 1, pre)
+            prior = pad_with_value_if_necessary(prior, 1, pre)
             score, index = score.topk(pre, dim=1)
             delta = delta.gather(1, index[..., None].expand(-1, -1,
                                                             delta.shape[-1]))
