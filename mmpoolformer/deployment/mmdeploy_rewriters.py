@@ -29,6 +29,10 @@ so mmdeploy's own ``tools/deploy.py`` loads it as ours does; importing
   level (``batched_nms`` with the level as the class) and keeps every
   score. Ours takes mmdeploy's decoded candidates and makes the level the
   class of its multi-class NMS, with no threshold.
+* **per-class boxes in the second stage** (Mask R-CNN's box head).
+  mmdeploy's rewrite keeps, for every RoI, only the box regressed for its
+  best class and scores every class with it; mmdet keeps each class's own
+  box. Ours gives the multi-class NMS one row per (RoI, class).
 """
 import inspect
 
@@ -177,3 +181,40 @@ def rpn_head__predict_by_feat__onnxruntime(self, cls_scores, bbox_preds,
     return multiclass_nms(boxes, per_level, keep,
                           iou_threshold=cfg.nms.get('iou_threshold', 0.7),
                           score_threshold=0.0, keep_top_k=keep)
+
+
+@FUNCTION_REWRITER.register_rewriter(
+    func_name='mmdet.models.roi_heads.bbox_heads.bbox_head.BBoxHead.'
+    'predict_by_feat', backend='onnxruntime')
+def bbox_head__predict_by_feat__onnxruntime(self, rois, cls_scores,
+                                            bbox_preds, batch_img_metas,
+                                            rcnn_test_cfg=None,
+                                            rescale=False):
+    """Detections as mmdet's box head makes them: each class scored with
+    the box regressed for that class (a class-agnostic head: the one box),
+    then mmdeploy's multi-class NMS: ``(dets (B, K, 5), labels)``."""
+    from mmdeploy.codebase.mmdet.deploy import get_post_processing_params
+    from mmdeploy.mmcv.ops import multiclass_nms
+    from mmdet.structures.bbox import get_box_tensor
+    ctx = FUNCTION_REWRITER.get_context()
+    scores = self.loss_cls.get_activation(cls_scores) \
+        if self.custom_cls_channels else cls_scores.softmax(-1)
+    scores = scores[..., :self.num_classes]
+    boxes = get_box_tensor(self.bbox_coder.decode(
+        rois[..., 1:], bbox_preds,
+        max_shape=batch_img_metas[0]['img_shape']))
+    batch, num_rois, classes = scores.shape
+    if not self.reg_class_agnostic:  # row (RoI, class): its box, its score
+        boxes = boxes.reshape(batch, num_rois * classes, -1)
+        scores = scores.reshape(batch, -1, 1) * torch.eye(
+            classes, dtype=scores.dtype,
+            device=scores.device).repeat(num_rois, 1)
+    post = get_post_processing_params(ctx.cfg)
+    return multiclass_nms(
+        boxes, scores, post.max_output_boxes_per_class,
+        nms_type=rcnn_test_cfg.nms.get('type'),
+        iou_threshold=rcnn_test_cfg.nms.get('iou_threshold',
+                                            post.iou_threshold),
+        score_threshold=rcnn_test_cfg.get('score_thr', post.score_threshold),
+        pre_top_k=post.pre_top_k,
+        keep_top_k=rcnn_test_cfg.get('max_per_img', post.keep_top_k))
