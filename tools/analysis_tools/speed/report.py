@@ -30,25 +30,27 @@ BACKBONE_TARGETS = {
 }
 #: a whole model's eager rows of ours (default and packed backbone)
 EAGER_OURS = ('ours', 'ours-packed')
+
+
+def whole_model_targets(model: str) -> list:
+    """A whole model's inference against the same model on mmpretrain's
+    backbone: eager, compiled, in onnxruntime."""
+    return [
+        (f'{model} inference vs mmpretrain backbone', 'mmpretrain',
+         EAGER_OURS, 'infer', '>=', 1.3),
+        (f'{model} compiled inference vs mmpretrain backbone compiled',
+         'mmpretrain+compile', 'ours+compile', 'infer', '>=', 1.0),
+        (f'{model} in onnxruntime vs mmpretrain backbone in onnxruntime',
+         'mmpretrain-onnxruntime', 'ours-onnxruntime', 'infer', '>=', 1.0)]
+
+
 DETECTOR_TARGETS = {
     'retinanet': [('RetinaNet train step vs mmpretrain backbone',
                    'mmpretrain', 'ours', 'train', '>=', 1.2)],
     'fpn': [('Semantic FPN train step vs mmpretrain backbone', 'mmpretrain',
              'ours', 'train', '>=', 1.2)],
-    'retinanet inference': [
-        ('RetinaNet inference vs mmpretrain backbone', 'mmpretrain',
-         EAGER_OURS, 'infer', '>=', 1.3),
-        ('RetinaNet compiled inference vs mmpretrain backbone compiled',
-         'mmpretrain+compile', 'ours+compile', 'infer', '>=', 1.0),
-        ('RetinaNet in onnxruntime vs mmpretrain backbone in onnxruntime',
-         'mmpretrain-onnxruntime', 'ours-onnxruntime', 'infer', '>=', 1.0)],
-    'fpn inference': [
-        ('Semantic FPN inference vs mmpretrain backbone', 'mmpretrain',
-         EAGER_OURS, 'infer', '>=', 1.3),
-        ('Semantic FPN compiled inference vs mmpretrain backbone compiled',
-         'mmpretrain+compile', 'ours+compile', 'infer', '>=', 1.0),
-        ('Semantic FPN in onnxruntime vs mmpretrain backbone in onnxruntime',
-         'mmpretrain-onnxruntime', 'ours-onnxruntime', 'infer', '>=', 1.0)],
+    'retinanet inference': whole_model_targets('RetinaNet'),
+    'fpn inference': whole_model_targets('Semantic FPN'),
 }
 
 # against the fastest peer: what a user could pick instead of ours, and
