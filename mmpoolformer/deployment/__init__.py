@@ -11,6 +11,7 @@ from .onnx import (
                    prepare_for_export,
                    run_session,
                    swap_group_norms_,
+                   switched_to_deploy,
                    verify,
 )
 from .quantize import TensorPart, evaluate, quantize_onnx
@@ -18,5 +19,5 @@ from .quantize import TensorPart, evaluate, quantize_onnx
 __all__ = [
     'DEFAULT_OPSET', 'ClassifierLogits', 'ExportGroupNorm', 'export_onnx',
     'ort_session', 'prepare_for_export', 'run_session', 'swap_group_norms_',
-    'verify', 'TensorPart', 'evaluate', 'quantize_onnx'
+    'switched_to_deploy', 'verify', 'TensorPart', 'evaluate', 'quantize_onnx'
 ]

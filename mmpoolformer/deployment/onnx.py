@@ -80,6 +80,18 @@ def swap_group_norms_(model: nn.Module) -> int:
     return swapped
 
 
+def switched_to_deploy(model: nn.Module) -> Tuple[nn.Module, bool]:
+    """A deep copy of ``model`` with its backbone (``model.backbone``, or
+    the model itself) folded by ``switch_to_deploy()``, and whether it had
+    one: the structure to export, the model as trained left untouched."""
+    model = copy.deepcopy(model)
+    backbone = getattr(model, 'backbone', model)
+    if not hasattr(backbone, 'switch_to_deploy'):
+        return model, False
+    backbone.switch_to_deploy()
+    return model, True
+
+
 def prepare_for_export(model: nn.Module) -> nn.Module:
     """An eval-mode deep copy without GroupNorm operators, computing the
     same function as ``model``."""

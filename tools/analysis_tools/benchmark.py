@@ -734,8 +734,13 @@ def whole_model_rows(models, inputs, args, workdir):
     TorchScript exporter, ours after ``switch_to_deploy()``, run by
     onnxruntime without spinning threads): the graph mmdeploy writes
     without its post-processing, which is the same for every row."""
-    from mmpoolformer.deployment import export_onnx, ort_session, run_session
-    from mmpoolformer.deployment.quantize import TensorPart
+    from mmpoolformer.deployment import (
+        TensorPart,
+        export_onnx,
+        ort_session,
+        run_session,
+        switched_to_deploy,
+    )
     rows = {}
     for name in ('ours', 'mmpretrain'):
         model = models[name]
@@ -747,9 +752,7 @@ def whole_model_rows(models, inputs, args, workdir):
                 fp32=partial(_infer, part, inputs, 'fp32', args.device))
         if args.no_onnx or args.device != 'cpu' or args.dtype != 'fp32':
             continue
-        deployed = copy.deepcopy(model).float().cpu().eval()
-        if hasattr(deployed.backbone, 'switch_to_deploy'):
-            deployed.backbone.switch_to_deploy()
+        deployed = switched_to_deploy(model)[0].eval()
         path = os.path.join(workdir, f'{name}.onnx')
         print(f'exporting the {name} model to ONNX for onnxruntime')
         export_onnx(TensorPart(deployed), path,

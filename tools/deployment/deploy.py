@@ -40,6 +40,7 @@ from mmengine.config import DictAction
 from mmengine.evaluator import Evaluator
 
 from mmpoolformer.checkpoint import runner_checkpoint_globals
+from mmpoolformer.deployment import switched_to_deploy
 from mmpoolformer.deployment.agreement import (
     MAIN_METRIC,
     check,
@@ -108,19 +109,6 @@ def test_loader(task_processor, model_cfg):
     loader.update(batch_size=1, num_workers=0, persistent_workers=False)
     loader['dataset'] = task_processor.build_dataset(loader['dataset'])
     return task_processor.build_dataloader(loader)
-
-
-def deployed_structure(torch_model, switch):
-    """A copy of the model to export (mmdeploy's export leaves the model it
-    is given with its export-time ``forward``), its backbone folded by
-    ``switch_to_deploy()`` when ``switch`` and it has one; and whether it
-    was folded."""
-    model = copy.deepcopy(torch_model)
-    backbone = getattr(model, 'backbone', None)
-    if not switch or not hasattr(backbone, 'switch_to_deploy'):
-        return model, False
-    backbone.switch_to_deploy()
-    return model, True
 
 
 def export_onnx(task_processor, model, image, deploy_cfg, out_dir,
@@ -211,8 +199,11 @@ def main(argv=None):
             with runner_checkpoint_globals():
                 torch_model = task_processor.build_pytorch_model(
                     args.checkpoint)
-            exported, report['switched_to_deploy'] = deployed_structure(
-                torch_model, args.switch_to_deploy)
+            # a copy either way: mmdeploy's export leaves the model it is
+            # given with its export-time forward
+            exported, report['switched_to_deploy'] = switched_to_deploy(
+                torch_model) if args.switch_to_deploy else (
+                    copy.deepcopy(torch_model), False)
             export_onnx(task_processor, exported, images[0], deploy_cfg,
                         tmp, save_file)
             del exported

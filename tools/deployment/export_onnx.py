@@ -31,7 +31,6 @@ export that passed the check: the graph is written and verified under a
 temporary name beside it and renamed at the end.
 """
 import argparse
-import copy
 import importlib
 import os.path as osp
 import statistics
@@ -57,6 +56,7 @@ from mmpoolformer.deployment import (
     export_onnx,
     ort_session,
     run_session,
+    switched_to_deploy,
     verify,
 )
 from mmpoolformer.fileio import atomic_output, check_output_path
@@ -242,14 +242,14 @@ def build_module(args):
 
 def deployed_copy(module):
     """A copy with its backbone folded by ``switch_to_deploy``."""
-    module = copy.deepcopy(module)
-    backbone = module.classifier.backbone \
-        if isinstance(module, ClassifierLogits) else module
-    if not hasattr(backbone, 'switch_to_deploy'):
+    inner = module.classifier if isinstance(module, ClassifierLogits) \
+        else module
+    folded, switched = switched_to_deploy(inner)
+    if not switched:
+        backbone = getattr(inner, 'backbone', inner)
         raise ToolError(f'{type(backbone).__name__} has no switch_to_deploy();'
                         ' export it without --deploy')
-    backbone.switch_to_deploy()
-    return module
+    return ClassifierLogits(folded) if inner is not module else folded
 
 
 def input_channels(module):
